@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian packages Vie needs to build, test and benchmark, only
+# those that are missing. Uses sudo when not root.
+set -euo pipefail
+
+# build: compiler, cmake, libuv; tests: cmocka, python3, curl, clang's
+# libFuzzer and sanitizer runtimes; bench: wrk and nginx.
+PKGS=(build-essential cmake pkg-config libuv1-dev libcmocka-dev python3 curl
+      clang libclang-rt-14-dev clang-format wrk nginx procps util-linux)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  [ -z "$p" ] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian starts nginx on install; the bench runs its own.
+if printf '%s\n' "${missing[@]}" | grep -q nginx; then
+  $SUDO service nginx stop >/dev/null 2>&1 || true
+fi

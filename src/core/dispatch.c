@@ -1,0 +1,92 @@
+#include "core/dispatch.h"
+
+#include "core/log.h"
+#include "http/writer.h"
+#include "router/path.h"
+
+/* Path normalization needs a copy only when the path is not already
+ * normal; the copy lives in the request arena. */
+static bool normalize_path(vie_ctx *c)
+{
+    const char *p = c->req.path;
+    size_t n = c->req.path_len;
+    if (path_is_normal(p, n)) {
+        c->path = (vie_str){p, n};
+        return true;
+    }
+    char *out = arena_alloc(&c->arena, n + 1);
+    if (!out) return false;
+    ssize_t m = path_normalize(p, n, out);
+    if (m < 0) return false;
+    out[m] = '\0';
+    c->path = (vie_str){out, (size_t)m};
+    return true;
+}
+
+void dispatch_request(vie_ctx *c)
+{
+    c->app->stats.requests++;
+    if (c->req.method_id == HTTP_M_OPTIONS && c->req.path_len == 1 && c->req.path[0] == '*') {
+        /* OPTIONS * asks about the server, not a resource. */
+        vie_header_add(c, "Allow", "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS");
+        vie_send(c, 204, NULL, NULL, 0);
+        return;
+    }
+    if (c->req.method_id == HTTP_M_CONNECT) {
+        vie_send_problem(c, 501, "CONNECT is not supported");
+        return;
+    }
+    if (!normalize_path(c)) {
+        c->path = (vie_str){c->req.path, c->req.path_len};
+        vie_send_problem(c, 400, "the request path is malformed or climbs above the root");
+        return;
+    }
+    router_result rr = router_find(c->app->router, c->req.method, c->req.method_len, c->path.ptr,
+                                   c->path.len, &c->match);
+    if (rr == ROUTER_NOT_FOUND) {
+        vie_send_problem(c, 404, "no route matches this path");
+        return;
+    }
+    if (rr == ROUTER_METHOD_NOT_ALLOWED) {
+        vie_header_add(c, "Allow", c->match.allow);
+        vie_send_problem(c, 405, "the route exists but not for this method");
+        return;
+    }
+    if (c->match.has_catchall && c->match.n_params) {
+        /* A catch-all often becomes a file path: refuse values that would
+         * decode to a dot segment ("..%2F.."), whatever the handler does. */
+        const router_param *cp = &c->match.params[c->match.n_params - 1];
+        char *tmp = arena_alloc(&c->arena, cp->raw_len + 1);
+        ssize_t n = tmp ? path_decode(cp->raw, cp->raw_len, tmp) : -1;
+        if (n < 0 || path_has_dot_segment(tmp, (size_t)n)) {
+            vie_send_problem(c, 400, "the path holds an encoded dot segment or a bad escape");
+            return;
+        }
+    }
+    c->route = c->match.route;
+    c->actor = c->route->label;
+    executor_run(c);
+}
+
+void executor_run(vie_ctx *c)
+{
+    const route_entry *r = c->route;
+    vie_status st = r->fn(c, r->arg);
+    c->actor = "vie";
+    if (st == VIE_PENDING) {
+        /* Parking a request needs vie_resume, which comes with the
+         * pipeline executor; until then it is refused loudly. */
+        LOG_ERROR("route %s returned VIE_PENDING, which this build does not support yet", r->label);
+        c->app->stats.unanswered++;
+        if (!vie_responded(c)) vie_send_problem(c, 500, "the handler did not answer");
+        return;
+    }
+    if (!vie_responded(c)) {
+        LOG_ERROR("route %s returned %s without answering: 500 sent", r->label,
+                  st == VIE_DONE ? "VIE_DONE" : "VIE_NEXT");
+        c->app->stats.unanswered++;
+        vie_send_problem(c, 500, "the handler did not answer");
+        return;
+    }
+    writer_finish(c);
+}
