@@ -38,6 +38,7 @@ void dispatch_request(vie_ctx *c)
     }
     if (!normalize_path(c)) {
         c->path = (vie_str){c->req.path, c->req.path_len};
+        c->keep_alive = false; /* after an error answer, the connection closes */
         vie_send_problem(c, 400, "the request path is malformed or climbs above the root");
         return;
     }
@@ -59,6 +60,7 @@ void dispatch_request(vie_ctx *c)
         char *tmp = arena_alloc(&c->arena, cp->raw_len + 1);
         ssize_t n = tmp ? path_decode(cp->raw, cp->raw_len, tmp) : -1;
         if (n < 0 || path_has_dot_segment(tmp, (size_t)n)) {
+            c->keep_alive = false;
             vie_send_problem(c, 400, "the path holds an encoded dot segment or a bad escape");
             return;
         }

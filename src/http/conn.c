@@ -543,6 +543,7 @@ static void conn_flush(vie_conn *c)
     }
     c->writes_pending++;
     reading_stop(c);
+    c->write_mark = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     timeout_set(c, TO_WRITE);
 }
 
@@ -569,12 +570,21 @@ void conn_on_timeout(vie_conn *c)
         conn_abort(c, "idle");
         return;
     }
-    s->app->stats.timeouts++;
     if (k == TO_WRITE) {
+        /* The timeout bounds a pause, not the whole response: a slow
+         * reader that made progress gets another period. */
+        size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        if (queued < c->write_mark) {
+            c->write_mark = queued;
+            timeout_set(c, TO_WRITE);
+            return;
+        }
+        s->app->stats.timeouts++;
         LOG_INFO("conn %p: client read nothing for %u ms; closing", (void *)c, s->timeouts[k].ms);
         conn_abort(c, NULL);
         return;
     }
+    s->app->stats.timeouts++;
     /* Head or body too slow: say so, then close (slowloris). */
     LOG_INFO("conn %p: %s not received within %u ms; answering 408", (void *)c,
              k == TO_HEAD ? "request head" : "request body", s->timeouts[k].ms);

@@ -37,7 +37,8 @@ typedef struct vie_conn {
     vie_buf out;    /* response bytes not yet handed to the kernel */
     vie_buf body;   /* a body that does not sit in rbuf */
     uint64_t body_need;
-    vie_ctx *ctx; /* the request being read or served */
+    size_t write_mark; /* libuv write queue size when the write deadline was set */
+    vie_ctx *ctx;      /* the request being read or served */
     http_head_parser hp;
     http_chunked chunked;
     uint32_t requests;

@@ -70,11 +70,14 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss)
     return -1;
 }
 
+#define REFUSE_503_BODY                                                                            \
+    "{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,"                  \
+    "\"detail\":\"too many connections\"}"
+_Static_assert(sizeof REFUSE_503_BODY - 1 == 97, "update the Content-Length of refuse_503");
 static const char refuse_503[] =
-    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-    "Content-Length: 103\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
-    "{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,"
-    "\"detail\":\"too many connections\"}";
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: application/problem+json\r\n"
+    "Content-Length: 97\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" REFUSE_503_BODY;
 
 static void free_handle(uv_handle_t *h)
 {
