@@ -67,6 +67,8 @@ typedef enum vie_err {
     VIE_ECONFLICT = -4, /* a route conflicts with one already registered */
     VIE_ESTATE = -5,    /* not allowed in the response's current state */
     VIE_EIO = -6,       /* a socket or system call failed (bind, listen...) */
+    VIE_ESTALE = -7,    /* a vie_ref to a request that has ended */
+    VIE_ECONFIG = -8,   /* the pipeline is invalid: the app refuses to start (the log says why) */
 } vie_err;
 
 /* A short constant description of a vie_err ("app is frozen"). */
@@ -76,7 +78,7 @@ VIE_API const char *vie_strerror(int err);
 typedef enum vie_status {
     VIE_NEXT = 0,    /* go on to the next layer */
     VIE_DONE = 1,    /* a response was written; stop here */
-    VIE_PENDING = 2, /* continues asynchronously (pipeline issue) */
+    VIE_PENDING = 2, /* continues asynchronously: vie_resume() later */
 } vie_status;
 
 typedef vie_status (*vie_handler_fn)(vie_ctx *c, void *arg);
@@ -101,6 +103,12 @@ typedef struct vie_options {
     uint32_t max_keepalive_requests; /* per connection, 0 = unlimited; default 0 */
     uint32_t drain_timeout_ms;       /* on stop, in-flight work gets this long; default 10000 */
     bool handle_signals;             /* vie_app_run stops on SIGINT/SIGTERM; default true */
+    uint32_t
+        request_timeout_ms; /* deadline of each request from its head; 504 after; default 60000 */
+    uint32_t
+        async_timeout_ms; /* default longest VIE_PENDING of a layer; 504 after; default 30000 */
+    bool debug;           /* print every route's pipeline at start */
+    bool debug_endpoints; /* serve GET /debug/pipeline (JSON) */
 } vie_options;
 
 VIE_API void vie_options_init(vie_options *o);
@@ -135,6 +143,205 @@ VIE_API void vie_app_stop(vie_app *app);
 
 /* The port the app listens on once bound (useful with port 0), else 0. */
 VIE_API int vie_app_port(const vie_app *app);
+
+/* Validate and freeze the app without serving: sort every route's chain,
+ * check names, requirements and cycles, assign key slots. Returns VIE_OK,
+ * or VIE_ECONFIG after logging every problem found, each naming the
+ * culprits. vie_app_run calls it; call it yourself to check early. */
+VIE_API int vie_app_freeze(vie_app *app);
+
+/* ------------------------------------------------------------------ */
+/* Middleware: before and after hooks, never a next() to forget        */
+/*
+ * A layer is a static description plus a state. Its before hook returns
+ * VIE_NEXT (go on), VIE_DONE (it answered: the chain stops) or
+ * VIE_PENDING (it continues later through vie_resume). The after hooks of
+ * every layer whose before hook ran are called in reverse order, whatever
+ * happened, and see the final status. The executor refuses, logs (naming
+ * the layer) and counts: VIE_DONE without a response (500), VIE_NEXT after
+ * a response (the chain stops), a VIE_PENDING not resumed in time (504),
+ * a route reached without the layers it requires (500).
+ *
+ * Order is declared, never implied by registration calls: at freeze each
+ * chain (app layers + group layers + route) is sorted by phase, then by
+ * the constraints, then by registration order, and refused on a cycle, an
+ * unknown name, a duplicate name or a constraint against the phases.
+ */
+
+typedef enum vie_phase {
+    VIE_OBSERVE = 0, /* logs, ids, metrics, tracing */
+    VIE_GUARD = 1,   /* rate limits, circuit breakers, auth, timeouts */
+    VIE_APP = 2,     /* validation, business logic */
+} vie_phase;
+
+typedef struct vie_key vie_key;
+
+typedef struct vie_middleware {
+    /* Unique in the app, [a-z0-9_.-]+. A name "auth.api" also answers to
+     * "auth" in requires lists (a family of instances). */
+    const char *name;
+    vie_phase phase;
+    vie_status (*before)(vie_ctx *c, void *state); /* optional */
+    void (*after)(vie_ctx *c, void *state);        /* optional: runs in reverse */
+    /* NULL-terminated name lists (copied at registration). requires: each
+     * must be in every chain this layer is in, and runs before it.
+     * runs_before / runs_after: order against layers when both are in a
+     * chain; an unknown name is an error (a typo must not pass). */
+    const char *const *requires;
+    const char *const *runs_before;
+    const char *const *runs_after;
+    /* Keys of policy VIE_KEY_OWNER that only this layer may write. */
+    vie_key *const *owns;
+    /* Longest VIE_PENDING before the request gets 504; 0: the app's. */
+    uint32_t async_timeout_ms;
+    /* Frees state when the app is freed; optional. */
+    void (*free_state)(void *state);
+} vie_middleware;
+
+typedef struct vie_group vie_group;
+
+/* Add a layer to every route of the app. */
+VIE_API int vie_use(vie_app *app, const vie_middleware *mw, void *state);
+
+/* A group of routes under a path prefix ("" for none) with layers of its
+ * own, nested in parent (NULL: the app). The layers of a group apply to
+ * all its routes whatever the order of the calls. *out is NULL on error. */
+VIE_API int vie_group_new(vie_app *app, vie_group *parent, const char *prefix, vie_group **out);
+VIE_API int vie_group_use(vie_group *g, const vie_middleware *mw, void *state);
+
+typedef struct vie_route_opts {
+    vie_group *group;            /* NULL: the app */
+    const char *const *requires; /* layers that must have run before the handler */
+    uint32_t timeout_ms;         /* this route's request deadline; 0: the app's */
+} vie_route_opts;
+
+/* vie_route with options; the pattern is relative to the group's prefix. */
+VIE_API int vie_route_with(vie_app *app, const char *method, const char *pattern, vie_handler_fn fn,
+                           void *arg, const vie_route_opts *opts);
+
+/* ------------------------------------------------------------------ */
+/* Asynchronous layers, cleanup, cancellation                          */
+
+/* A handle on a request that survives it: resuming or reading through a
+ * ref whose request has ended is refused (VIE_ESTALE, logged), never a
+ * use-after-free. */
+typedef struct vie_ref {
+    vie_ctx *ctx;
+    uint64_t gen;
+} vie_ref;
+
+VIE_API vie_ref vie_ref_of(vie_ctx *c);
+/* The request, or NULL (logged) when it has ended. */
+VIE_API vie_ctx *vie_ref_get(vie_ref ref);
+/* Continue a request parked by VIE_PENDING: st is VIE_NEXT (go on) or
+ * VIE_DONE (the layer answered). */
+VIE_API int vie_resume(vie_ref ref, vie_status st);
+/* Called by a layer's before hook that lets the request through without
+ * doing its work (an auth bypass for a health check, a limiter switched
+ * off): a route that requires this layer then refuses the request (500,
+ * logged) instead of running unprotected. */
+VIE_API void vie_bypass(vie_ctx *c);
+/* While parked, fn(arg) is called if the request is cancelled (deadline,
+ * client gone): stop the async work; a later vie_resume is refused. */
+VIE_API int vie_on_cancel(vie_ctx *c, void (*fn)(void *arg), void *arg);
+VIE_API bool vie_cancelled(const vie_ctx *c);
+/* Run fn(arg) when the request ends, after the after hooks and the
+ * response: LIFO, exactly once, on every path (normal, short-circuit,
+ * error, deadline, client gone). */
+VIE_API int vie_defer(vie_ctx *c, void (*fn)(void *arg), void *arg);
+/* The libuv loop (uv_loop_t *) serving the request, for timers and I/O. */
+VIE_API void *vie_loop(const vie_ctx *c);
+
+/* ------------------------------------------------------------------ */
+/* Typed request values                                                */
+/*
+ *     VIE_KEY(user, const struct user *, VIE_KEY_WRITE_ONCE);
+ *     vie_key_register(app, &user_key);
+ *     user_set(c, u);                // checked by the compiler
+ *     const struct user *u = user_get(c);
+ *
+ * A key's address is its identity: two keys never collide by spelling.
+ * Values are at most 8 bytes (store a pointer to anything larger, e.g. in
+ * vie_alloc memory). A refused write returns VIE_ECONFLICT, logs both
+ * writers and counts. In a header shared by several files, use
+ * VIE_KEY_DECLARE there and VIE_KEY_DEFINE in one .c file.
+ */
+
+typedef enum vie_key_policy {
+    VIE_KEY_WRITE_ONCE = 0, /* the first write wins; a second is refused */
+    VIE_KEY_OWNER,          /* only the layer that owns it (vie_middleware.owns) writes */
+    VIE_KEY_OVERWRITE,      /* any layer, any number of times */
+} vie_key_policy;
+
+struct vie_key {
+    const char *name;
+    vie_key_policy policy;
+    void (*destroy)(void *value); /* optional: called with the value's address at request end */
+    uint32_t slot;                /* set at registration: the dense index */
+    uint64_t conflicts;           /* refused writes */
+};
+
+VIE_API int vie_key_register(vie_app *app, vie_key *key);
+VIE_API int vie_ctx_set(vie_ctx *c, vie_key *key, const void *value, size_t size);
+VIE_API bool vie_ctx_get(const vie_ctx *c, const vie_key *key, void *value, size_t size);
+VIE_API bool vie_ctx_has(const vie_ctx *c, const vie_key *key);
+
+#define VIE_KEY_ACCESSORS_(name, type)                                                             \
+    static inline int name##_set(vie_ctx *c, type v)                                               \
+    {                                                                                              \
+        _Static_assert(sizeof(type) <= 8, "a key holds at most 8 bytes: store a pointer");         \
+        return vie_ctx_set(c, &name##_key, &v, sizeof v);                                          \
+    }                                                                                              \
+    static inline type name##_get(const vie_ctx *c)                                                \
+    {                                                                                              \
+        type v = {0};                                                                              \
+        vie_ctx_get(c, &name##_key, &v, sizeof v);                                                 \
+        return v;                                                                                  \
+    }                                                                                              \
+    static inline bool name##_has(const vie_ctx *c)                                                \
+    {                                                                                              \
+        return vie_ctx_has(c, &name##_key);                                                        \
+    }
+
+#define VIE_KEY(name, type, policy)                                                                \
+    static vie_key name##_key = {#name, policy, NULL, 0, 0};                                       \
+    VIE_KEY_ACCESSORS_(name, type)
+#define VIE_KEY_DECLARE(name, type)                                                                \
+    extern vie_key name##_key;                                                                     \
+    VIE_KEY_ACCESSORS_(name, type)
+#define VIE_KEY_DEFINE(name, policy) vie_key name##_key = {#name, policy, NULL, 0, 0}
+
+/* ------------------------------------------------------------------ */
+/* The trail and introspection                                         */
+
+/* One layer (or the handler) of a request, as it ran. Times are from the
+ * monotonic clock, in nanoseconds. */
+typedef struct vie_trail_entry {
+    const char *layer; /* layer name, or the route ("GET /users/:id") for the handler */
+    vie_phase phase;
+    int outcome;       /* a vie_status, or -1 while running, -2 when refused or timed out */
+    uint64_t enter_ns; /* before hook entered */
+    uint64_t leave_ns; /* before hook returned (or the async work resumed) */
+    uint64_t after_ns; /* after hook duration, 0 if none */
+} vie_trail_entry;
+
+VIE_API size_t vie_trail_count(const vie_ctx *c);
+VIE_API bool vie_trail_at(const vie_ctx *c, size_t i, vie_trail_entry *e);
+/* The layer running now ("GET /x" for the handler, "vie" outside). */
+VIE_API const char *vie_current_layer(const vie_ctx *c);
+/* The route's label ("GET /users/:id"), NULL before routing. */
+VIE_API const char *vie_route_label(const vie_ctx *c);
+
+typedef enum vie_format {
+    VIE_FORMAT_TEXT = 0,
+    VIE_FORMAT_JSON,
+    VIE_FORMAT_MERMAID,
+} vie_format;
+
+/* Every route's effective chain with phases, constraints and why each
+ * layer follows the previous one. Freezes the app if needed. Returns a
+ * malloc'd string (free it), NULL if the app does not validate. */
+VIE_API char *vie_app_describe(vie_app *app, vie_format format);
 
 /* ------------------------------------------------------------------ */
 /* Request                                                             */

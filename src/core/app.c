@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
+#include "core/describe.h"
 #include "core/log.h"
+#include "vie/vie_test.h"
 
 void vie_options_init(vie_options *o)
 {
@@ -24,6 +27,8 @@ void vie_options_init(vie_options *o)
     o->max_keepalive_requests = 0;
     o->drain_timeout_ms = 10000;
     o->handle_signals = true;
+    o->request_timeout_ms = 60000;
+    o->async_timeout_ms = 30000;
 }
 
 /* Zero means "default" for every option that has no meaningful zero. */
@@ -43,6 +48,7 @@ static void options_fill_defaults(vie_options *o)
     if (!o->body_timeout_ms) o->body_timeout_ms = d.body_timeout_ms;
     if (!o->write_timeout_ms) o->write_timeout_ms = d.write_timeout_ms;
     if (!o->drain_timeout_ms) o->drain_timeout_ms = d.drain_timeout_ms;
+    if (!o->async_timeout_ms) o->async_timeout_ms = d.async_timeout_ms;
     /* The request line is part of the head: a larger limit could never bite. */
     if (o->max_request_line > o->max_header_bytes) o->max_request_line = o->max_header_bytes;
 }
@@ -72,6 +78,52 @@ vie_app *vie_app_new(const vie_options *opt)
     return app;
 }
 
+static void strv_free(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* A NULL-terminated copy of a NULL-terminated string list. */
+static char **strv_dup(const char *const *v, bool *oom)
+{
+    if (!v) return NULL;
+    size_t n = 0;
+    while (v[n])
+        n++;
+    char **out = calloc(n + 1, sizeof *out);
+    if (!out) {
+        *oom = true;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i] = strdup(v[i]);
+        if (!out[i]) *oom = true;
+    }
+    return out;
+}
+
+static void route_free(route_entry *r)
+{
+    free(r->method);
+    free(r->pattern);
+    free(r->label);
+    strv_free(r->requires);
+    free(r);
+}
+
+static void layer_free(layer *l)
+{
+    if (l->mw.free_state) l->mw.free_state(l->state);
+    free((char *)l->mw.name);
+    strv_free((char **)l->mw.requires);
+    strv_free((char **)l->mw.runs_before);
+    strv_free((char **)l->mw.runs_after);
+    free((void *)l->mw.owns);
+    free(l);
+}
+
 void vie_app_free(vie_app *app)
 {
     if (!app) return;
@@ -79,29 +131,173 @@ void vie_app_free(vie_app *app)
         LOG_ERROR("vie_app_free: the app is running; stop it first (leaking it instead)");
         return;
     }
-    for (size_t i = 0; i < app->n_routes; i++) {
-        route_entry *r = app->routes[i];
-        free(r->method);
-        free(r->pattern);
-        free(r->label);
-        free(r);
-    }
+    vie_test_end(app);
+    pipeline_free(app);
+    for (size_t i = 0; i < app->n_routes; i++)
+        route_free(app->routes[i]);
     free(app->routes);
+    for (size_t i = 0; i < app->n_layers; i++)
+        layer_free(app->layers[i]);
+    free(app->layers);
+    for (size_t i = 0; i < app->n_groups; i++) {
+        free(app->groups[i]->prefix);
+        free(app->groups[i]->layers);
+        free(app->groups[i]);
+    }
+    free(app->groups);
+    keys_free(app);
     router_free(app->router);
     free(app->listen);
     free(app);
 }
 
-int app_refuse_frozen(const vie_app *app, const char *call, const char *what)
+int ptr_array_push(void ***items, size_t *n, size_t *cap, void *p)
 {
-    (void)app;
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        void **v = realloc(*items, c * sizeof *v);
+        if (!v) return -1;
+        *items = v;
+        *cap = c;
+    }
+    (*items)[(*n)++] = p;
+    return 0;
+}
+
+int app_refuse_frozen(vie_app *app, const char *call, const char *what)
+{
+    app->stats.frozen_refusals++;
     LOG_ERROR("%s(%s) refused: the app is frozen (it has started); register everything before "
               "vie_app_run",
               call, what);
     return VIE_EFROZEN;
 }
 
-int vie_route(vie_app *app, const char *method, const char *pattern, vie_handler_fn fn, void *arg)
+/* ------------------------------------------------------------------ */
+/* Layers and groups                                                   */
+
+static int add_layer(vie_app *app, vie_group *g, const vie_middleware *mw, void *state,
+                     const char *call)
+{
+    if (!app || !mw) {
+        LOG_ERROR("%s refused: %s is NULL", call, !app ? "the app or group" : "the middleware");
+        return VIE_EINVAL;
+    }
+    if (app->frozen) return app_refuse_frozen(app, call, mw->name ? mw->name : "(unnamed)");
+    if (!mw->name) {
+        LOG_ERROR("%s refused: the middleware has no name", call);
+        return VIE_EINVAL;
+    }
+    if (!mw->before && !mw->after) {
+        LOG_ERROR("%s(%s) refused: a layer needs a before or an after hook", call, mw->name);
+        return VIE_EINVAL;
+    }
+    if (app->n_layers >= VIE_MAX_LAYERS) {
+        LOG_ERROR("%s(%s) refused: an app holds at most %d layers", call, mw->name, VIE_MAX_LAYERS);
+        return VIE_EINVAL;
+    }
+    layer *l = calloc(1, sizeof *l);
+    if (!l) return VIE_ENOMEM;
+    bool oom = false;
+    l->mw = *mw;
+    l->mw.name = strdup(mw->name);
+    l->mw.requires = (const char *const *)strv_dup(mw->requires, &oom);
+    l->mw.runs_before = (const char *const *)strv_dup(mw->runs_before, &oom);
+    l->mw.runs_after = (const char *const *)strv_dup(mw->runs_after, &oom);
+    l->mw.owns = NULL;
+    l->mw.free_state = NULL; /* only once registered: the caller frees on failure */
+    size_t n_owns = 0;
+    while (mw->owns && mw->owns[n_owns])
+        n_owns++;
+    if (n_owns) {
+        vie_key **owns = calloc(n_owns + 1, sizeof *owns);
+        if (owns) memcpy(owns, mw->owns, n_owns * sizeof *owns);
+        l->mw.owns = (vie_key *const *)owns;
+        oom |= !owns;
+    }
+    l->state = state;
+    l->group = g;
+    l->id = (uint32_t)app->n_layers;
+    if (oom || !l->mw.name ||
+        ptr_array_push((void ***)&app->layers, &app->n_layers, &app->cap_layers, l) != 0) {
+        layer_free(l);
+        return VIE_ENOMEM;
+    }
+    if (g && ptr_array_push((void ***)&g->layers, &g->n_layers, &g->cap_layers, l) != 0) {
+        app->n_layers--;
+        layer_free(l);
+        return VIE_ENOMEM;
+    }
+    l->mw.free_state = mw->free_state;
+    /* Keys a layer owns are registered with it. */
+    for (size_t i = 0; i < n_owns; i++) {
+        int rc = vie_key_register(app, mw->owns[i]);
+        if (rc != VIE_OK) return rc;
+    }
+    return VIE_OK;
+}
+
+int vie_use(vie_app *app, const vie_middleware *mw, void *state)
+{
+    return add_layer(app, NULL, mw, state, "vie_use");
+}
+
+int vie_group_use(vie_group *g, const vie_middleware *mw, void *state)
+{
+    if (!g) {
+        LOG_ERROR("vie_group_use refused: the group is NULL");
+        return VIE_EINVAL;
+    }
+    return add_layer(g->app, g, mw, state, "vie_group_use");
+}
+
+int vie_group_new(vie_app *app, vie_group *parent, const char *prefix, vie_group **out)
+{
+    if (out) *out = NULL;
+    if (!app || !out) {
+        LOG_ERROR("vie_group_new refused: %s is NULL", !app ? "app" : "out");
+        return VIE_EINVAL;
+    }
+    if (!prefix) prefix = "";
+    if (app->frozen) return app_refuse_frozen(app, "vie_group_new", prefix);
+    if (parent && parent->app != app) {
+        LOG_ERROR("vie_group_new(%s) refused: the parent group belongs to another app", prefix);
+        return VIE_EINVAL;
+    }
+    size_t pl = strlen(prefix);
+    if ((pl && prefix[0] != '/') || (pl && prefix[pl - 1] == '/')) {
+        LOG_ERROR("vie_group_new(\"%s\") refused: a prefix is empty or starts with '/' and does "
+                  "not end with one (\"/api\")",
+                  prefix);
+        return VIE_EINVAL;
+    }
+    vie_group *g = calloc(1, sizeof *g);
+    if (!g) return VIE_ENOMEM;
+    const char *base = parent ? parent->prefix : "";
+    g->prefix = malloc(strlen(base) + pl + 1);
+    if (!g->prefix) {
+        free(g);
+        return VIE_ENOMEM;
+    }
+    strcpy(g->prefix, base);
+    strcat(g->prefix, prefix);
+    g->app = app;
+    g->parent = parent;
+    g->id = (uint32_t)app->n_groups;
+    if (ptr_array_push((void ***)&app->groups, &app->n_groups, &app->cap_groups, g) != 0) {
+        free(g->prefix);
+        free(g);
+        return VIE_ENOMEM;
+    }
+    *out = g;
+    return VIE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Routes                                                              */
+
+int vie_route_with(vie_app *app, const char *method, const char *pattern, vie_handler_fn fn,
+                   void *arg, const vie_route_opts *opts)
 {
     if (!app || !method || !pattern || !fn) {
         LOG_ERROR("vie_route refused: %s is NULL", !app       ? "app"
@@ -111,51 +307,83 @@ int vie_route(vie_app *app, const char *method, const char *pattern, vie_handler
         return VIE_EINVAL;
     }
     if (app->frozen) return app_refuse_frozen(app, "vie_route", pattern);
+    vie_group *g = opts ? opts->group : NULL;
+    if (g && g->app != app) {
+        LOG_ERROR("vie_route(%s %s) refused: the group belongs to another app", method, pattern);
+        return VIE_EINVAL;
+    }
+    const char *prefix = g ? g->prefix : "";
 
     route_entry *r = calloc(1, sizeof *r);
     if (!r) return VIE_ENOMEM;
+    bool oom = false;
     r->method = strdup(method);
-    r->pattern = strdup(pattern);
-    size_t label_len = strlen(method) + strlen(pattern) + 2;
+    r->pattern = malloc(strlen(prefix) + strlen(pattern) + 1);
+    if (r->pattern) {
+        strcpy(r->pattern, prefix);
+        strcat(r->pattern, pattern);
+    }
+    size_t label_len = strlen(method) + strlen(prefix) + strlen(pattern) + 2;
     r->label = malloc(label_len);
+    if (r->label) snprintf(r->label, label_len, "%s %s", method, r->pattern);
     r->fn = fn;
     r->arg = arg;
-    if (r->label) snprintf(r->label, label_len, "%s %s", method, pattern);
-    if (app->n_routes == app->cap_routes) {
-        size_t cap = app->cap_routes ? app->cap_routes * 2 : 16;
-        route_entry **v = realloc(app->routes, cap * sizeof *v);
-        if (v) {
-            app->routes = v;
-            app->cap_routes = cap;
-        }
-    }
-    if (!r->method || !r->pattern || !r->label || app->n_routes == app->cap_routes) {
-        free(r->method);
-        free(r->pattern);
-        free(r->label);
-        free(r);
+    r->group = g;
+    r->timeout_ms = opts ? opts->timeout_ms : 0;
+    r->requires = strv_dup(opts ? opts->requires : NULL, &oom);
+    if (oom || !r->method || !r->pattern || !r->label) {
+        route_free(r);
         return VIE_ENOMEM;
     }
-
     char err[512];
-    router_error rc = router_add(app->router, method, pattern, r, err, sizeof err);
+    router_error rc = router_add(app->router, method, r->pattern, r, err, sizeof err);
     if (rc != ROUTER_OK) {
-        LOG_ERROR("vie_route(%s %s) refused: %s", method, pattern, err);
-        free(r->method);
-        free(r->pattern);
-        free(r->label);
-        free(r);
+        LOG_ERROR("vie_route(%s %s) refused: %s", method, r->pattern, err);
+        route_free(r);
         return rc == ROUTER_ECONFLICT ? VIE_ECONFLICT
                : rc == ROUTER_ENOMEM  ? VIE_ENOMEM
                                       : VIE_EINVAL;
     }
-    app->routes[app->n_routes++] = r;
+    if (ptr_array_push((void ***)&app->routes, &app->n_routes, &app->cap_routes, r) != 0) {
+        /* The router holds it now: keep it reachable for vie_app_free. */
+        LOG_ERROR("vie_route(%s %s): out of memory", method, r->pattern);
+        return VIE_ENOMEM;
+    }
     return VIE_OK;
 }
 
-int app_freeze(vie_app *app)
+int vie_route(vie_app *app, const char *method, const char *pattern, vie_handler_fn fn, void *arg)
 {
-    /* The pipeline issue sorts and validates the chains here. */
+    return vie_route_with(app, method, pattern, fn, arg, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Freeze                                                              */
+
+int vie_app_freeze(vie_app *app)
+{
+    if (!app) return VIE_EINVAL;
+    if (app->frozen) return VIE_OK;
+    if (app->freeze_failed) return VIE_ECONFIG;
+    clock_now_ns(); /* calibrate the clock before any request or thread */
+    if (app->opt.debug_endpoints) {
+        int rc = vie_route(app, "GET", "/debug/pipeline", describe_debug_handler, NULL);
+        if (rc != VIE_OK) return rc;
+    }
+    int rc = pipeline_build(app);
+    if (rc != VIE_OK) {
+        app->freeze_failed = true;
+        pipeline_free(app);
+        return rc;
+    }
     app->frozen = true;
+    if (app->opt.debug) {
+        char *text = vie_app_describe(app, VIE_FORMAT_TEXT);
+        if (text) {
+            LOG_INFO("debug: the pipeline of every route follows");
+            fputs(text, stderr);
+        }
+        free(text);
+    }
     return VIE_OK;
 }

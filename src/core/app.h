@@ -1,4 +1,5 @@
-/* The app: options, routes, and the CONFIGURING -> FROZEN lifecycle. */
+/* The app: options, layers, groups, routes, keys, and the
+ * CONFIGURING -> FROZEN lifecycle. */
 #ifndef VIE_CORE_APP_H
 #define VIE_CORE_APP_H
 
@@ -8,23 +9,83 @@
 #include "router/router.h"
 #include "vie/vie.h"
 
+/* Layer instances per app: each gets one bit of the per-request mask of
+ * layers that ran. */
+#define VIE_MAX_LAYERS  256
+#define VIE_LAYER_WORDS (VIE_MAX_LAYERS / 64)
+
+typedef struct layer_counters {
+    _Atomic uint64_t chain_breaks;    /* VIE_DONE without a response */
+    _Atomic uint64_t next_after_done; /* VIE_NEXT after answering */
+    _Atomic uint64_t async_timeouts;  /* parked past its async deadline */
+    _Atomic uint64_t invalid_status;  /* returned something not a vie_status */
+} layer_counters;
+
+/* One registered layer: the description (deep-copied), its state, where
+ * it was registered. */
+typedef struct layer {
+    vie_middleware mw;
+    void *state;
+    uint32_t id;      /* registration order, app-wide; its bit in the ran-mask */
+    vie_group *group; /* NULL: app-wide */
+    layer_counters n;
+} layer;
+
+struct vie_group {
+    vie_app *app;
+    vie_group *parent;
+    char *prefix; /* full prefix, parents' included */
+    layer **layers;
+    size_t n_layers, cap_layers;
+    uint32_t id;
+};
+
+/* A route's effective chain, computed once at freeze. */
+typedef struct chain {
+    layer **layers; /* sorted */
+    char **reasons; /* why layers[i] follows layers[i-1] (or is first) */
+    uint32_t n;
+} chain;
+
+/* A route requirement resolved at freeze: any layer of the mask must run. */
+typedef struct route_requirement {
+    char *name;
+    uint64_t mask[VIE_LAYER_WORDS];
+} route_requirement;
+
 typedef struct route_entry {
     char *method;
-    char *pattern;
-    char *label; /* "GET /users/:id": how logs name the route */
+    char *pattern; /* full: group prefix + pattern */
+    char *label;   /* "GET /users/:id": how logs name the route */
     vie_handler_fn fn;
     void *arg;
+    vie_group *group;
+    char **requires; /* NULL-terminated copy */
+    route_requirement *reqs;
+    uint32_t n_reqs;
+    uint32_t timeout_ms;
+    chain chain;
+    _Atomic uint64_t unanswered;       /* handler returned without answering */
+    _Atomic uint64_t requires_refused; /* reached without a required layer */
 } route_entry;
 
 /* Counters of events that must never pass silently. The metrics issue
  * turns them into Prometheus series; tests read them directly. */
 typedef struct vie_stats {
-    uint64_t requests;
-    uint64_t writer_refusals;    /* response calls out of order */
-    uint64_t unanswered;         /* handler returned without a response */
-    uint64_t bad_requests;       /* parse errors answered 4xx/5xx */
-    uint64_t conn_refused_limit; /* max_connections reached */
-    uint64_t timeouts;           /* header/body/write/idle timeouts that closed a connection */
+    _Atomic uint64_t requests;
+    _Atomic uint64_t writer_refusals;    /* response calls out of order */
+    _Atomic uint64_t chain_breaks;       /* layers + handlers that did not answer */
+    _Atomic uint64_t next_after_done;    /* VIE_NEXT after answering */
+    _Atomic uint64_t requires_refused;   /* route reached without a required layer */
+    _Atomic uint64_t key_conflicts;      /* refused key writes */
+    _Atomic uint64_t async_timeouts;     /* VIE_PENDING past its deadline */
+    _Atomic uint64_t deadline_exceeded;  /* request deadline */
+    _Atomic uint64_t stale_refs;         /* vie_ref used after its request ended */
+    _Atomic uint64_t frozen_refusals;    /* registration after start */
+    _Atomic uint64_t client_gone;        /* client closed during a request */
+    _Atomic uint64_t bad_requests;       /* parse errors answered 4xx/5xx */
+    _Atomic uint64_t conn_refused_limit; /* max_connections reached */
+    _Atomic uint64_t timeouts;           /* header/body/write timeouts that closed a connection */
 } vie_stats;
 
 struct server;
@@ -36,16 +97,31 @@ struct vie_app {
     vie_router *router;
     route_entry **routes;
     size_t n_routes, cap_routes;
+    layer **layers; /* every layer, in registration order */
+    size_t n_layers, cap_layers;
+    vie_group **groups;
+    size_t n_groups, cap_groups;
+    vie_key **keys;
+    size_t n_keys, cap_keys;
     bool frozen;
+    bool freeze_failed;
     _Atomic(struct server *) srv; /* set while running; vie_app_stop reads it */
     atomic_bool stop_requested;
+    struct testkit *testkit; /* vie_test_begin */
     vie_stats stats;
 };
 
-/* Refuse a registration call on a frozen app: logs and returns VIE_EFROZEN. */
-int app_refuse_frozen(const vie_app *app, const char *call, const char *what);
+/* Refuse a registration call on a frozen app: logs, counts, VIE_EFROZEN. */
+int app_refuse_frozen(vie_app *app, const char *call, const char *what);
 
-/* Freeze: from here on the app's routes and options are read-only. */
-int app_freeze(vie_app *app);
+/* Append p to a growable pointer array; -1 when out of memory. */
+int ptr_array_push(void ***items, size_t *n, size_t *cap, void *p);
+
+/* Sort and validate every chain (pipeline.c); VIE_OK or VIE_ECONFIG. */
+int pipeline_build(vie_app *app);
+void pipeline_free(vie_app *app);
+
+/* Keys (keys.c). */
+void keys_free(vie_app *app);
 
 #endif

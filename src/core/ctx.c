@@ -11,28 +11,24 @@
  * request, so the hot path never grows the arena. */
 #define CTX_ARENA_FIRST 4096
 
-void ctx_pool_init(ctx_pool *p, vie_app *app, size_t max_free)
+void ctx_pool_init(ctx_pool *p, vie_app *app, uv_loop_t *loop)
 {
+    memset(p, 0, sizeof *p);
     p->app = app;
-    p->free = NULL;
-    p->n_free = 0;
-    p->max_free = max_free;
+    p->loop = loop;
 }
 
-static void ctx_destroy(vie_ctx *c)
-{
-    arena_destroy(&c->arena);
-    free(c);
-}
-
+/* The loop must have closed the contexts' timers already (uv_walk). */
 void ctx_pool_destroy(ctx_pool *p)
 {
-    while (p->free) {
-        vie_ctx *c = p->free;
-        p->free = (vie_ctx *)c->conn;
-        ctx_destroy(c);
+    while (p->all) {
+        vie_ctx *c = p->all;
+        p->all = c->all_next;
+        arena_destroy(&c->arena);
+        free(c);
     }
-    p->n_free = 0;
+    p->free = NULL;
+    p->n_free = p->n_all = 0;
 }
 
 vie_ctx *ctx_acquire(ctx_pool *p, vie_buf *out)
@@ -42,29 +38,39 @@ vie_ctx *ctx_acquire(ctx_pool *p, vie_buf *out)
         p->free = (vie_ctx *)c->conn;
         p->n_free--;
     } else {
-        c = malloc(sizeof *c + sizeof(http_header) * p->app->limits.max_headers);
+        c = calloc(1, sizeof *c + sizeof(http_header) * p->app->limits.max_headers);
         if (!c) return NULL;
         if (arena_init(&c->arena, CTX_ARENA_FIRST) != 0) {
             free(c);
             return NULL;
         }
+        c->loop = p->loop;
+        if (p->loop) {
+            uv_timer_init(p->loop, &c->timer);
+            c->timer.data = c;
+        }
+        c->gen = 1;
+        c->all_next = p->all;
+        p->all = c;
+        p->n_all++;
     }
-    /* Everything before the arena is per-request state: clear it. */
-    memset(c, 0, offsetof(vie_ctx, arena));
+    /* Everything before gen is per-request state: clear it. */
+    memset(c, 0, offsetof(vie_ctx, gen));
     c->app = p->app;
     c->out = out;
     c->req.headers = c->headers;
     c->keep_alive = true;
+    c->early_resume = -1;
+    c->actor = "vie";
     return c;
 }
 
 void ctx_release(ctx_pool *p, vie_ctx *c)
 {
+    if (c->loop) uv_timer_stop(&c->timer);
+    c->gen++;
+    c->exec = EXEC_IDLE;
     arena_reset(&c->arena);
-    if (p->n_free >= p->max_free) {
-        ctx_destroy(c);
-        return;
-    }
     c->conn = (struct vie_conn *)p->free;
     p->free = c;
     p->n_free++;

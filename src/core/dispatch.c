@@ -1,5 +1,6 @@
 #include "core/dispatch.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "http/writer.h"
 #include "router/path.h"
@@ -66,29 +67,6 @@ void dispatch_request(vie_ctx *c)
         }
     }
     c->route = c->match.route;
-    c->actor = c->route->label;
-    executor_run(c);
-}
-
-void executor_run(vie_ctx *c)
-{
-    const route_entry *r = c->route;
-    vie_status st = r->fn(c, r->arg);
-    c->actor = "vie";
-    if (st == VIE_PENDING) {
-        /* Parking a request needs vie_resume, which comes with the
-         * pipeline executor; until then it is refused loudly. */
-        LOG_ERROR("route %s returned VIE_PENDING, which this build does not support yet", r->label);
-        c->app->stats.unanswered++;
-        if (!vie_responded(c)) vie_send_problem(c, 500, "the handler did not answer");
-        return;
-    }
-    if (!vie_responded(c)) {
-        LOG_ERROR("route %s returned %s without answering: 500 sent", r->label,
-                  st == VIE_DONE ? "VIE_DONE" : "VIE_NEXT");
-        c->app->stats.unanswered++;
-        vie_send_problem(c, 500, "the handler did not answer");
-        return;
-    }
-    writer_finish(c);
+    if (!c->start_ns) c->start_ns = clock_now_ns();
+    executor_start(c);
 }

@@ -10,8 +10,12 @@
  * parked and will complete later. */
 void dispatch_request(vie_ctx *c);
 
-/* Run the route's chain. The seam for the pipeline executor: today the
- * chain is the route handler alone. */
-void executor_run(vie_ctx *c);
+/* Run the route's chain and handler (executor.c). When it returns the
+ * request is done (c->exec == EXEC_DONE) or parked (EXEC_PARKED): then
+ * c->on_complete is called when it completes. */
+void executor_start(vie_ctx *c);
+/* The owner of a parked request is going away (client gone, server
+ * stopping): cancel it, run its after hooks and defers, no answer. */
+void executor_cancel(vie_ctx *c, const char *why);
 
 #endif

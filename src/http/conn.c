@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/dispatch.h"
 #include "core/log.h"
 #include "http/writer.h"
@@ -99,6 +100,9 @@ void conn_abort(vie_conn *c, const char *why)
     if (c->closing) return;
     if (why) LOG_DEBUG("conn %p: closing: %s", (void *)c, why);
     c->closing = true;
+    /* A parked request learns now that its client is gone: its after
+     * hooks and defers run, and its async work is told to stop. */
+    if (c->ctx && c->ctx->exec == EXEC_PARKED) executor_cancel(c->ctx, "connection closed");
     dlink_remove(&c->tl);
     dlink_remove(&c->all);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -270,7 +274,17 @@ static void request_done(vie_conn *c)
     }
 }
 
-static void serve(vie_conn *c)
+/* A request that parked has completed: answer it and go on. */
+static void on_request_complete(vie_ctx *x)
+{
+    vie_conn *c = x->conn;
+    request_done(c);
+    conn_process(c);
+}
+
+/* Serve the request whose head and body are complete. False when it
+ * parked: it completes later through on_request_complete. */
+static bool serve(vie_conn *c)
 {
     server *s = c->srv;
     vie_ctx *x = c->ctx;
@@ -279,8 +293,11 @@ static void serve(vie_conn *c)
     timeout_set(c, TO_NONE);
     x->keep_alive = x->req.keep_alive && !s->stopping &&
                     (o->max_keepalive_requests == 0 || c->requests + 1 < o->max_keepalive_requests);
+    x->on_complete = on_request_complete;
     dispatch_request(x);
+    if (x->exec == EXEC_PARKED) return false;
     request_done(c);
+    return true;
 }
 
 static void body_sink(void *ud, const char *data, size_t len)
@@ -345,6 +362,7 @@ static void begin_body(vie_conn *c)
     uint32_t head_end = c->rpos + r->head_len;
     uint32_t have = c->rlen - head_end;
     c->rnext = head_end;
+    x->start_ns = clock_now_ns(); /* the request deadline counts from here */
     if (r->chunked) {
         c->phase = CONN_BODY_CHUNKED;
         c->bpos = head_end;
@@ -382,6 +400,7 @@ static void conn_process(vie_conn *c)
     server *s = c->srv;
     while (!c->closing && c->phase != CONN_CLOSING) {
         if (c->writes_pending) break; /* back-pressure: no new output until drained */
+        if (c->ctx && c->ctx->exec == EXEC_PARKED) break; /* answers stay in order */
         if (ensure_out(c) != 0) {
             conn_abort(c, "out of memory");
             return;
@@ -432,7 +451,7 @@ static void conn_process(vie_conn *c)
                 continue;
             }
         }
-        serve(c);
+        if (!serve(c)) break;
         if (c->out.len >= OUT_FLUSH_THRESHOLD) conn_flush(c);
     }
 
@@ -461,6 +480,13 @@ static void conn_process(vie_conn *c)
          * deadline restarts, which only ever follows a full response. */
         if (c->tkind == TO_NONE) timeout_set(c, c->phase == CONN_HEAD ? TO_HEAD : TO_BODY);
         reading_start(c);
+        break;
+    case CONN_BUSY:
+        /* Parked: keep reading pipelined bytes until the buffer is full. */
+        if (c->rlen == s->rbufs.size)
+            reading_stop(c);
+        else if (!c->writes_pending)
+            reading_start(c);
         break;
     default: break;
     }

@@ -235,7 +235,7 @@ static int server_init(server *s, vie_app *app)
     size_t rsize = ((size_t)o->max_header_bytes + 4096 + 4095) & ~(size_t)4095;
     s->rbufs = (buf_pool){.size = rsize, .max_free = 1024};
     s->obufs = (buf_pool){.size = 16384, .max_free = 1024};
-    ctx_pool_init(&s->ctxs, app, 1024);
+    ctx_pool_init(&s->ctxs, app, &s->loop);
     s->limit_log.interval_ms = 1000;
 
     uv_tcp_init(&s->loop, &s->listener);
@@ -306,7 +306,7 @@ int vie_app_run(vie_app *app)
         LOG_ERROR("vie_app_run refused: the app is already running");
         return VIE_ESTATE;
     }
-    int rc = app_freeze(app);
+    int rc = vie_app_freeze(app);
     if (rc != VIE_OK) return rc;
     signal(SIGPIPE, SIG_IGN); /* a peer that goes away is an error code, not a death */
 

@@ -18,7 +18,7 @@ static int setup(void **state)
 {
     vie_log_set_level(VIE_LOG_OFF);
     app = vie_app_new(NULL);
-    ctx_pool_init(&pool, app, 2);
+    ctx_pool_init(&pool, app, NULL);
     return 0;
 }
 

@@ -25,7 +25,7 @@ static int setup(void **state)
     memset(&f, 0, sizeof f);
     vie_log_set_level(VIE_LOG_OFF);
     f.app = vie_app_new(NULL);
-    ctx_pool_init(&f.pool, f.app, 4);
+    ctx_pool_init(&f.pool, f.app, NULL);
     f.c = ctx_acquire(&f.pool, &f.out);
     f.c->req.version_minor = 1;
     f.c->req.method_id = HTTP_M_GET;

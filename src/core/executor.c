@@ -1,0 +1,446 @@
+/* The executor: a loop over the route's sorted chain, then the handler.
+ *
+ * No recursion and no next(): each before hook returns what happened and
+ * the loop decides. Every way a layer can break a request is answered
+ * here with a defined response, one log line naming the layer, and a
+ * counter. Whatever happened, the after hooks of the layers that were
+ * entered run in reverse, then the defers (LIFO), exactly once.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/dispatch.h"
+#include "core/log.h"
+#include "http/writer.h"
+
+enum { OUTCOME_RUNNING = -1, OUTCOME_REFUSED = -2 };
+
+static void finish(vie_ctx *c);
+static void run(vie_ctx *c, uint64_t now);
+
+/* "%.*s %.*s" arguments naming the request in a log line. */
+#define REQ_FMT "%.*s %.*s"
+#define REQ_ARGS(c)                                                                                \
+    (int)(c)->req.method_len, (c)->req.method ? (c)->req.method : "", (int)(c)->path.len,          \
+        (c)->path.ptr ? (c)->path.ptr : ""
+
+/* Answer with a problem unless a response already began; if it began, the
+ * only honest end is closing the connection after what was sent. */
+static void fail(vie_ctx *c, int status, const char *detail)
+{
+    if (!vie_responded(c)) {
+        const char *actor = c->actor;
+        c->actor = "vie";
+        vie_send_problem(c, status, detail);
+        c->actor = actor;
+    } else if (c->res.state != RESP_ENDED) {
+        c->keep_alive = false;
+    }
+}
+
+static bool is_handler(const vie_ctx *c)
+{
+    return c->pos == c->route->chain.n;
+}
+
+static const char *who(const vie_ctx *c)
+{
+    return is_handler(c) ? c->route->label : c->route->chain.layers[c->pos]->mw.name;
+}
+
+/* What the layer at c->pos returned. True: go on to the next one. */
+static bool judge(vie_ctx *c, vie_status st)
+{
+    vie_app *app = c->app;
+    if (is_handler(c)) {
+        if (vie_responded(c)) return false;
+        route_entry *r = (route_entry *)c->route;
+        r->unanswered++;
+        app->stats.chain_breaks++;
+        LOG_ERROR("chain break: route %s returned %s without answering (" REQ_FMT "): 500 sent",
+                  r->label,
+                  st == VIE_DONE   ? "VIE_DONE"
+                  : st == VIE_NEXT ? "VIE_NEXT"
+                                   : "?",
+                  REQ_ARGS(c));
+        fail(c, 500, "the handler did not answer");
+        return false;
+    }
+    layer *l = c->route->chain.layers[c->pos];
+    switch (st) {
+    case VIE_NEXT:
+        if (!vie_responded(c)) return true;
+        l->n.next_after_done++;
+        app->stats.next_after_done++;
+        LOG_ERROR("layer %s returned VIE_NEXT after answering (route %s): the chain stops here",
+                  l->mw.name, c->route->label);
+        return false;
+    case VIE_DONE:
+        if (vie_responded(c)) return false;
+        l->n.chain_breaks++;
+        app->stats.chain_breaks++;
+        LOG_ERROR("chain break: layer %s returned VIE_DONE without answering (route %s): 500 sent",
+                  l->mw.name, c->route->label);
+        fail(c, 500, "a layer stopped the request without answering");
+        return false;
+    default:
+        l->n.invalid_status++;
+        app->stats.chain_breaks++;
+        LOG_ERROR("layer %s returned %d, which is not a vie_status (route %s): 500 sent",
+                  l->mw.name, (int)st, c->route->label);
+        fail(c, 500, "a layer returned an invalid status");
+        return false;
+    }
+}
+
+static bool requirements_met(vie_ctx *c)
+{
+    const route_entry *r = c->route;
+    for (uint32_t k = 0; k < r->n_reqs; k++) {
+        const route_requirement *q = &r->reqs[k];
+        bool any = false;
+        for (int w = 0; w < VIE_LAYER_WORDS && !any; w++)
+            any = (c->ran[w] & q->mask[w]) != 0;
+        if (any) continue;
+        ((route_entry *)r)->requires_refused++;
+        c->app->stats.requires_refused++;
+        LOG_ERROR("route %s requires %s, which did not run for this request (" REQ_FMT "): the "
+                  "handler is not called, 500 sent",
+                  r->label, q->name, REQ_ARGS(c));
+        fail(c, 500, "a layer this route requires did not run");
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Parking                                                             */
+
+static void cancel_parked(vie_ctx *c)
+{
+    c->cancelled = true;
+    void (*fn)(void *) = c->cancel_fn;
+    c->cancel_fn = NULL;
+    if (fn) fn(c->cancel_arg);
+}
+
+static void on_park_timeout(uv_timer_t *t)
+{
+    vie_ctx *c = t->data;
+    if (c->exec != EXEC_PARKED) return;
+    uint64_t now = clock_now_ns();
+    vie_trail_entry *e = &c->trail[c->pos];
+    e->leave_ns = now;
+    e->outcome = OUTCOME_REFUSED;
+    c->exec = EXEC_RUNNING;
+    if (now >= c->deadline_ns) {
+        c->app->stats.deadline_exceeded++;
+        LOG_WARN("request deadline exceeded while %s was pending (route %s, " REQ_FMT "): 504 sent",
+                 who(c), c->route->label, REQ_ARGS(c));
+        cancel_parked(c);
+        fail(c, 504, "the request deadline passed");
+    } else {
+        if (!is_handler(c)) c->route->chain.layers[c->pos]->n.async_timeouts++;
+        c->app->stats.async_timeouts++;
+        LOG_WARN("%s parked the request and did not resume it in time (route %s, " REQ_FMT "): 504 "
+                 "sent",
+                 who(c), c->route->label, REQ_ARGS(c));
+        cancel_parked(c);
+        fail(c, 504, "a layer did not finish its asynchronous work in time");
+    }
+    finish(c);
+}
+
+static void park(vie_ctx *c, uint64_t now)
+{
+    uint32_t ms = c->app->opt.async_timeout_ms;
+    if (!is_handler(c)) {
+        uint32_t own = c->route->chain.layers[c->pos]->mw.async_timeout_ms;
+        if (own) ms = own;
+    }
+    uint64_t until = now + (uint64_t)ms * 1000000u;
+    if (until > c->deadline_ns) until = c->deadline_ns;
+    if (!c->loop) {
+        LOG_ERROR("%s returned VIE_PENDING outside an event loop: 500 sent", who(c));
+        c->trail[c->pos].outcome = OUTCOME_REFUSED;
+        fail(c, 500, "asynchronous work is not possible here");
+        finish(c);
+        return;
+    }
+    c->exec = EXEC_PARKED;
+    c->was_parked = true;
+    uint64_t wait_ms = until > now ? (until - now + 999999) / 1000000 : 0;
+    uv_timer_start(&c->timer, on_park_timeout, wait_ms, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop                                                            */
+
+static inline void stamp(vie_ctx *c, uint32_t id)
+{
+    c->ran[id >> 6] |= 1ull << (id & 63);
+}
+
+static void run(vie_ctx *c, uint64_t now)
+{
+    const chain *ch = &c->route->chain;
+    for (;;) {
+        if (now >= c->deadline_ns) {
+            c->app->stats.deadline_exceeded++;
+            LOG_WARN("request deadline exceeded before %s (route %s, " REQ_FMT "): 504 sent",
+                     who(c), c->route->label, REQ_ARGS(c));
+            c->cancelled = true;
+            fail(c, 504, "the request deadline passed");
+            break;
+        }
+        bool handler = is_handler(c);
+        if (handler && !requirements_met(c)) break;
+        vie_trail_entry *e = &c->trail[c->pos];
+        c->n_trail = c->pos + 1;
+        e->enter_ns = now;
+        e->leave_ns = 0;
+        e->after_ns = 0;
+        e->outcome = OUTCOME_RUNNING;
+        vie_status st;
+        c->in_hook = true;
+        if (handler) {
+            e->layer = c->route->label;
+            e->phase = VIE_APP;
+            c->cur = NULL;
+            c->actor = c->route->label;
+            st = c->route->fn(c, c->route->arg);
+        } else {
+            layer *l = ch->layers[c->pos];
+            e->layer = l->mw.name;
+            e->phase = l->mw.phase;
+            c->cur = l;
+            c->actor = l->mw.name;
+            c->entered = c->pos + 1;
+            stamp(c, l->id);
+            st = l->mw.before ? l->mw.before(c, l->state) : VIE_NEXT;
+        }
+        c->in_hook = false;
+        now = clock_now_ns();
+        e->leave_ns = now;
+        int early = c->early_resume;
+        c->early_resume = -1;
+        if (st == VIE_PENDING) {
+            if (early < 0) {
+                park(c, now);
+                return;
+            }
+            st = (vie_status)early; /* resumed before its hook even returned */
+        } else if (early >= 0) {
+            LOG_WARN("%s called vie_resume but returned %d, not VIE_PENDING: the resume is ignored",
+                     who(c), (int)st);
+        }
+        e->outcome = st;
+        if (!judge(c, st)) break;
+        c->pos++;
+    }
+    finish(c);
+}
+
+static void run_after_hooks(vie_ctx *c)
+{
+    const chain *ch = &c->route->chain;
+    for (uint32_t i = c->entered; i-- > 0;) {
+        layer *l = ch->layers[i];
+        if (!l->mw.after) continue;
+        c->cur = l;
+        c->actor = l->mw.name;
+        uint64_t t0 = clock_now_ns();
+        l->mw.after(c, l->state);
+        c->trail[i].after_ns = clock_now_ns() - t0 + 1; /* never 0 once it ran */
+    }
+    c->cur = NULL;
+    c->actor = "vie";
+}
+
+static void run_defers(vie_ctx *c)
+{
+    /* Pop before calling: a defer that defers again runs too, once. */
+    while (c->defers) {
+        defer_node *d = c->defers;
+        c->defers = d->next;
+        d->fn(d->arg);
+    }
+}
+
+static void finish(vie_ctx *c)
+{
+    c->exec = EXEC_RUNNING;
+    c->cancel_fn = NULL;
+    if (!vie_responded(c)) fail(c, 500, "no response was produced");
+    if (!c->cancelled)
+        writer_finish(c);
+    else if (c->res.state != RESP_ENDED)
+        c->keep_alive = false; /* a truncated response must not be reused */
+    run_after_hooks(c);
+    run_defers(c);
+    keys_destroy_values(c);
+    c->exec = EXEC_DONE;
+    if (c->was_parked && c->on_complete) c->on_complete(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points                                                        */
+
+void executor_start(vie_ctx *c)
+{
+    const route_entry *r = c->route;
+    uint32_t n = r->chain.n;
+    c->trail = arena_alloc(&c->arena, (n + 1) * sizeof *c->trail);
+    if (!c->trail) {
+        LOG_ERROR("out of memory for the trail of %s", r->label);
+        fail(c, 500, "out of memory");
+        c->exec = EXEC_DONE;
+        return;
+    }
+    uint32_t ms = r->timeout_ms ? r->timeout_ms : c->app->opt.request_timeout_ms;
+    c->deadline_ns = ms ? c->start_ns + (uint64_t)ms * 1000000u : UINT64_MAX;
+    c->exec = EXEC_RUNNING;
+    c->pos = 0;
+    run(c, clock_now_ns());
+}
+
+void executor_cancel(vie_ctx *c, const char *why)
+{
+    if (c->exec != EXEC_PARKED) return;
+    uv_timer_stop(&c->timer);
+    c->on_complete = NULL; /* the owner is going away */
+    c->app->stats.client_gone++;
+    LOG_INFO("%s: request cancelled while %s was pending (route %s)", why, who(c), c->route->label);
+    vie_trail_entry *e = &c->trail[c->pos];
+    e->leave_ns = clock_now_ns();
+    e->outcome = OUTCOME_REFUSED;
+    cancel_parked(c);
+    if (!vie_responded(c)) {
+        c->res.status = 499; /* nginx's "client closed request", for logs; never sent */
+        c->res.state = RESP_ENDED;
+    }
+    finish(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Public API                                                          */
+
+vie_ref vie_ref_of(vie_ctx *c)
+{
+    return (vie_ref){c, c ? c->gen : 0};
+}
+
+static bool ref_live(vie_ref ref, const char *call)
+{
+    vie_ctx *c = ref.ctx;
+    if (c && c->gen == ref.gen && c->exec != EXEC_IDLE && c->exec != EXEC_DONE) return true;
+    if (c) c->app->stats.stale_refs++;
+    LOG_WARN("%s refused: the request this ref points to has ended (stale vie_ref)", call);
+    return false;
+}
+
+vie_ctx *vie_ref_get(vie_ref ref)
+{
+    return ref_live(ref, "vie_ref_get") ? ref.ctx : NULL;
+}
+
+int vie_resume(vie_ref ref, vie_status st)
+{
+    if (!ref_live(ref, "vie_resume")) return VIE_ESTALE;
+    vie_ctx *c = ref.ctx;
+    if (st != VIE_NEXT && st != VIE_DONE) {
+        LOG_ERROR("vie_resume(%s) refused: status %d is neither VIE_NEXT nor VIE_DONE", who(c),
+                  (int)st);
+        return VIE_EINVAL;
+    }
+    if (c->exec == EXEC_RUNNING && c->in_hook && c->early_resume < 0 &&
+        c->trail[c->pos].outcome == OUTCOME_RUNNING) {
+        c->early_resume = (int8_t)st; /* its before hook has not returned yet */
+        return VIE_OK;
+    }
+    if (c->exec != EXEC_PARKED) {
+        LOG_ERROR("vie_resume refused: the request is not parked (route %s, in %s)",
+                  c->route ? c->route->label : "?", c->actor);
+        return VIE_ESTATE;
+    }
+    uv_timer_stop(&c->timer);
+    c->exec = EXEC_RUNNING;
+    c->cancel_fn = NULL;
+    uint64_t now = clock_now_ns();
+    c->trail[c->pos].leave_ns = now;
+    c->trail[c->pos].outcome = st;
+    if (judge(c, st)) {
+        c->pos++;
+        run(c, now);
+    } else {
+        finish(c);
+    }
+    return VIE_OK;
+}
+
+void vie_bypass(vie_ctx *c)
+{
+    if (!c || !c->cur) {
+        LOG_ERROR("vie_bypass refused: it is for a layer's before hook (in %s)",
+                  c ? c->actor : "?");
+        return;
+    }
+    c->ran[c->cur->id >> 6] &= ~(1ull << (c->cur->id & 63));
+}
+
+int vie_on_cancel(vie_ctx *c, void (*fn)(void *arg), void *arg)
+{
+    if (!c || c->exec == EXEC_DONE || c->exec == EXEC_IDLE) return VIE_ESTATE;
+    c->cancel_fn = fn;
+    c->cancel_arg = arg;
+    return VIE_OK;
+}
+
+bool vie_cancelled(const vie_ctx *c)
+{
+    return c->cancelled;
+}
+
+int vie_defer(vie_ctx *c, void (*fn)(void *arg), void *arg)
+{
+    if (!c || !fn) return VIE_EINVAL;
+    if (c->exec == EXEC_DONE) {
+        LOG_ERROR("vie_defer refused: the request has ended (in %s)", c->actor);
+        return VIE_ESTATE;
+    }
+    defer_node *d = arena_alloc(&c->arena, sizeof *d);
+    if (!d) return VIE_ENOMEM;
+    d->fn = fn;
+    d->arg = arg;
+    d->next = c->defers;
+    c->defers = d;
+    return VIE_OK;
+}
+
+void *vie_loop(const vie_ctx *c)
+{
+    return c->loop;
+}
+
+size_t vie_trail_count(const vie_ctx *c)
+{
+    return c->n_trail;
+}
+
+bool vie_trail_at(const vie_ctx *c, size_t i, vie_trail_entry *e)
+{
+    if (i >= c->n_trail) return false;
+    *e = c->trail[i];
+    return true;
+}
+
+const char *vie_current_layer(const vie_ctx *c)
+{
+    return c->actor;
+}
+
+const char *vie_route_label(const vie_ctx *c)
+{
+    return c->route ? c->route->label : NULL;
+}
