@@ -364,6 +364,9 @@ VIE_API bool vie_header_at(const vie_ctx *c, size_t i, vie_str *name, vie_str *v
 VIE_API vie_str vie_param(vie_ctx *c, const char *name);
 /* The request body, whole (Content-Length or dechunked). Empty if none. */
 VIE_API vie_str vie_body(const vie_ctx *c);
+/* The peer's IP address as text ("127.0.0.1", "::1"); empty when the
+ * request did not come from a socket (the test kit). */
+VIE_API vie_str vie_client_ip(vie_ctx *c);
 /* 0 for HTTP/1.0, 1 for HTTP/1.1. */
 VIE_API int vie_http_minor(const vie_ctx *c);
 /* Memory that lives until the request ends (the request arena). NULL

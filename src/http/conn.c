@@ -574,6 +574,24 @@ static void conn_flush(vie_conn *c)
 }
 
 /* ------------------------------------------------------------------ */
+/* Request accessors that need the socket                              */
+
+vie_str vie_client_ip(vie_ctx *x)
+{
+    if (!x->conn) return (vie_str){"", 0};
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char *ip = arena_alloc(&x->arena, INET6_ADDRSTRLEN);
+    if (!ip || uv_tcp_getpeername(&x->conn->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return (vie_str){"", 0};
+    int rc = ss.ss_family == AF_INET6
+                 ? uv_ip6_name((struct sockaddr_in6 *)&ss, ip, INET6_ADDRSTRLEN)
+                 : uv_ip4_name((struct sockaddr_in *)&ss, ip, INET6_ADDRSTRLEN);
+    if (rc != 0) return (vie_str){"", 0};
+    return (vie_str){ip, strlen(ip)};
+}
+
+/* ------------------------------------------------------------------ */
 /* Lifecycle                                                           */
 
 void conn_start(vie_conn *c)
