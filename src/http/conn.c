@@ -160,12 +160,15 @@ static void conn_shutdown(vie_conn *c)
     }
 }
 
-bool conn_close_if_idle(vie_conn *c)
+void conn_begin_stop(vie_conn *c)
 {
-    if (c->closing || c->phase != CONN_IDLE || c->writes_pending || c->rpos != c->rlen)
-        return false;
-    conn_abort(c, "server stopping");
-    return true;
+    if (c->closing) return;
+    if (c->phase == CONN_IDLE && !c->writes_pending && c->rpos == c->rlen) {
+        conn_abort(c, "server stopping");
+        return;
+    }
+    /* In flight: its answer says the connection closes, and it does. */
+    if (c->ctx && c->ctx->res.state == RESP_NONE) c->ctx->keep_alive = false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -237,6 +240,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     c->eof = true;
+    if (c->ctx && c->ctx->exec == EXEC_PARKED) {
+        /* Its client is gone: stop the pending work now rather than when it
+         * finishes (nginx's 499). A client that only half-closed while
+         * waiting loses this answer; cancelling abandoned work wins. */
+        conn_abort(c, "client closed while a request was pending");
+        return;
+    }
     conn_process(c);
 }
 
@@ -259,7 +269,7 @@ static void answer_parse_error(vie_conn *c, http_error e)
 static void request_done(vie_conn *c)
 {
     server *s = c->srv;
-    bool keep = c->ctx->keep_alive;
+    bool keep = c->ctx->keep_alive && !s->stopping;
     ctx_release(&s->ctxs, c->ctx);
     c->ctx = NULL;
     if (c->body.data) buf_free(&c->body);

@@ -55,8 +55,9 @@ typedef struct vie_conn {
 void conn_start(vie_conn *c);
 /* Close now, whatever is pending. */
 void conn_abort(vie_conn *c, const char *why);
-/* Close gracefully if idle (used by a graceful stop). */
-bool conn_close_if_idle(vie_conn *c);
+/* A graceful stop began: close now if idle, else after the request in
+ * flight (whose answer then says Connection: close). */
+void conn_begin_stop(vie_conn *c);
 /* The timeout of kind k expired. */
 void conn_on_timeout(vie_conn *c);
 

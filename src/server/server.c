@@ -179,7 +179,7 @@ void server_begin_stop(server *s)
         dlink *n = s->conns.next;
         while (n != &s->conns) {
             dlink *next = n->next;
-            conn_close_if_idle(container_of(n, vie_conn, all));
+            conn_begin_stop(container_of(n, vie_conn, all));
             n = next;
         }
         uv_timer_start(&s->drain, on_drain_timeout, s->app->opt.drain_timeout_ms, 0);
