@@ -5,10 +5,6 @@
 #include <string.h>
 #include <time.h>
 
-#if defined(__x86_64__)
-#include <x86intrin.h>
-#endif
-
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -16,14 +12,14 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-#if defined(__x86_64__)
-static uint64_t tsc_base, ns_base;
-static uint64_t tsc_mult; /* ns per tick, 32.32 fixed point */
+clock_tsc clock_tsc_state;
 
+#if defined(__x86_64__)
 static uint64_t tsc_ns(void)
 {
-    uint64_t d = __rdtsc() - tsc_base;
-    return ns_base + (uint64_t)(((unsigned __int128)d * tsc_mult) >> 32);
+    uint64_t d = __rdtsc() - clock_tsc_state.tsc_base;
+    return clock_tsc_state.ns_base +
+           (uint64_t)(((unsigned __int128)d * clock_tsc_state.mult) >> 32);
 }
 
 /* The kernel vouches for the TSC only when it made it the clocksource. */
@@ -46,9 +42,9 @@ static clock_source calibrate(void)
     while (n1 - n0 < 2000000); /* 2 ms, once per process */
     uint64_t t1 = __rdtsc();
     if (t1 <= t0) return mono_ns;
-    tsc_mult = (uint64_t)((((unsigned __int128)(n1 - n0)) << 32) / (t1 - t0));
-    tsc_base = t1;
-    ns_base = n1;
+    clock_tsc_state.mult = (uint64_t)((((unsigned __int128)(n1 - n0)) << 32) / (t1 - t0));
+    clock_tsc_state.tsc_base = t1;
+    clock_tsc_state.ns_base = n1;
     return tsc_ns;
 }
 #else
@@ -58,28 +54,22 @@ static clock_source calibrate(void)
 }
 #endif
 
-static uint64_t first_call(void);
-static clock_source current = first_call;
-static clock_source real_source;
+static clock_source real_source; /* chosen by calibrate(), once */
+static clock_source override;    /* a test's clock */
 
-static uint64_t first_call(void)
+uint64_t clock_now_slow(void)
 {
-    if (!real_source) real_source = calibrate();
-    current = real_source;
-    return current();
-}
-
-uint64_t clock_now_ns(void)
-{
-    return current();
+    if (override) return override();
+    if (!real_source) {
+        real_source = calibrate();
+        clock_tsc_state.on = real_source != mono_ns;
+    }
+    return real_source();
 }
 
 void clock_set_source(clock_source fn)
 {
-    if (fn) {
-        current = fn;
-    } else {
-        if (!real_source) real_source = calibrate();
-        current = real_source;
-    }
+    clock_now_slow(); /* calibrate first, so restoring is exact */
+    override = fn;
+    clock_tsc_state.on = !fn && real_source != mono_ns;
 }

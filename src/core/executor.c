@@ -184,60 +184,75 @@ static inline void stamp(vie_ctx *c, uint32_t id)
 
 static void run(vie_ctx *c, uint64_t now)
 {
-    const chain *ch = &c->route->chain;
+    /* Locals, not c->...: the hooks get c, so the compiler would reload
+     * every field after each call. */
+    const route_entry *r = c->route;
+    const uint32_t n = r->chain.n;
+    layer *const *layers = r->chain.layers;
+    vie_trail_entry *trail = c->trail;
+    uint32_t pos = c->pos;
     for (;;) {
+        c->pos = pos;
         if (now >= c->deadline_ns) {
             c->app->stats.deadline_exceeded++;
             LOG_WARN("request deadline exceeded before %s (route %s, " REQ_FMT "): 504 sent",
-                     who(c), c->route->label, REQ_ARGS(c));
+                     who(c), r->label, REQ_ARGS(c));
             c->cancelled = true;
             fail(c, 504, "the request deadline passed");
             break;
         }
-        bool handler = is_handler(c);
-        if (handler && !requirements_met(c)) break;
-        vie_trail_entry *e = &c->trail[c->pos];
-        c->n_trail = c->pos + 1;
+        vie_trail_entry *e = &trail[pos];
+        c->n_trail = pos + 1;
         e->enter_ns = now;
         e->leave_ns = 0;
         e->after_ns = 0;
         e->outcome = OUTCOME_RUNNING;
         vie_status st;
-        c->in_hook = true;
-        if (handler) {
-            e->layer = c->route->label;
+        if (pos == n) {
+            if (!requirements_met(c)) break;
+            e->layer = r->label;
             e->phase = VIE_APP;
             c->cur = NULL;
-            c->actor = c->route->label;
-            st = c->route->fn(c, c->route->arg);
+            c->actor = r->label;
+            c->in_hook = true;
+            st = r->fn(c, r->arg);
         } else {
-            layer *l = ch->layers[c->pos];
+            layer *l = layers[pos];
             e->layer = l->mw.name;
             e->phase = l->mw.phase;
             c->cur = l;
             c->actor = l->mw.name;
-            c->entered = c->pos + 1;
+            c->entered = pos + 1;
             stamp(c, l->id);
+            c->in_hook = true;
             st = l->mw.before ? l->mw.before(c, l->state) : VIE_NEXT;
         }
         c->in_hook = false;
         now = clock_now_ns();
         e->leave_ns = now;
-        int early = c->early_resume;
-        c->early_resume = -1;
-        if (st == VIE_PENDING) {
-            if (early < 0) {
-                park(c, now);
-                return;
+        if (__builtin_expect(st == VIE_PENDING || c->early_resume >= 0, 0)) {
+            int early = c->early_resume;
+            c->early_resume = -1;
+            if (st == VIE_PENDING) {
+                if (early < 0) {
+                    park(c, now);
+                    return;
+                }
+                st = (vie_status)early; /* resumed before its hook even returned */
+            } else {
+                LOG_WARN("%s called vie_resume but returned %d, not VIE_PENDING: the resume is "
+                         "ignored",
+                         who(c), (int)st);
             }
-            st = (vie_status)early; /* resumed before its hook even returned */
-        } else if (early >= 0) {
-            LOG_WARN("%s called vie_resume but returned %d, not VIE_PENDING: the resume is ignored",
-                     who(c), (int)st);
         }
         e->outcome = st;
+        /* The common case, decided here without a call. */
+        if (__builtin_expect(st == VIE_NEXT && pos < n && c->res.state == RESP_NONE, 1)) {
+            pos++;
+            continue;
+        }
         if (!judge(c, st)) break;
-        c->pos++;
+        pos++;
     }
     finish(c);
 }
