@@ -26,6 +26,9 @@ if [ -z "$VIE" ] || [ ! -x "$VIE" ]; then
 fi
 VIE=$(cd "$(dirname "$VIE")" && pwd)/$(basename "$VIE")
 HERE=$(cd "$(dirname "$0")" && pwd)
+# The hello route behind N no-op layers (bench/layers.c, built beside vie):
+# what the pipeline costs. Run as two more servers, layers0 and layers8.
+LAYERS_BIN=$(dirname "$VIE")/bench_layers
 
 RUN_SECS=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -147,6 +150,7 @@ start_server() {
       log=$(dirname "$conf")/error.log
       ;;
     floor) taskset -c "$SERVER_CPU" "$TMP/limit" "$port" >"$log" 2>&1 & ;;
+    layers*) taskset -c "$SERVER_CPU" "$LAYERS_BIN" "$port" "${name#layers}" >"$log" 2>&1 & ;;
   esac
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
@@ -260,6 +264,12 @@ else
   echo "bench: warning: $LIMIT_SRC not found: no floor (set BENCH_LIMIT_SRC)" >&2
 fi
 
+if [ -x "$LAYERS_BIN" ]; then
+  SERVER_NAMES+=(layers0 layers8)
+else
+  echo "bench: warning: $LAYERS_BIN not built: no pipeline-cost figures" >&2
+fi
+
 read -r -a ports <<<"$(free_ports ${#SERVER_NAMES[@]})"
 i=0
 for name in "${SERVER_NAMES[@]}"; do
@@ -315,13 +325,50 @@ for log in "$TMP"/vie-*.log; do
   fi
 done
 
+# What 8 no-op layers cost in instructions: exact and repeatable (callgrind
+# counts instructions, whatever else runs), where CPU time moves by several
+# percent between rounds. Two request counts per configuration, so start-up
+# cancels out: (Ir(N2) - Ir(N1)) / (N2 - N1) instructions per request.
+CALLGRIND=$TMP/callgrind.txt
+: >"$CALLGRIND"
+callgrind_ir() { # LAYERS REQUESTS DEPTH -> total instructions of the server
+  local port out=$TMP/cg.$1.$2.$3 pid i
+  port=$(free_ports 1)
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$LAYERS_BIN" "$port" "$1" >/dev/null 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  for i in $(seq 300); do
+    curl -s -o /dev/null --noproxy '*' --max-time 1 "http://127.0.0.1:$port/" && break
+    sleep 0.1
+  done
+  python3 "$HERE/fixed_requests.py" --port "$port" --requests "$2" --depth "$3" ||
+    die "fixed_requests against bench_layers $1 failed"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+if [ -x "$LAYERS_BIN" ] && command -v valgrind >/dev/null; then
+  echo
+  echo "instructions per request (callgrind, user space, exact):"
+  for depth in 1 16; do
+    for n in 0 8; do
+      a=$(callgrind_ir "$n" 1000 "$depth")
+      b=$(callgrind_ir "$n" 5000 "$depth")
+      w=plain
+      [ "$depth" -eq 16 ] && w=pipelined
+      printf '%s\t%s\t%s\n' "$w" "$n" "$(((b - a) / 4000))" | tee -a "$CALLGRIND" |
+        awk -F'\t' '{ printf "  %-9s  %d layers  %6d instructions/request\n", $1, $2, $3 }'
+    done
+  done
+fi
+
 # ---------------------------------------------------------------------------
 # The table, the goals and the summary line.
 echo
-python3 - "$RESULTS" "$IDLE" "$CLK_TCK" <<'EOF' || FAILED=1
+python3 - "$RESULTS" "$IDLE" "$CLK_TCK" "$CALLGRIND" <<'EOF' || FAILED=1
 import statistics as st, sys
 
-results, idle_file, tck = sys.argv[1], sys.argv[2], int(sys.argv[3])
+results, idle_file, tck, cg_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 runs = {}  # (workload, server) -> [(rps, cpu_us_per_req, cpu_share, errors, requests)]
 for line in open(results):
     rnd, w, srv, req, rps, ticks, dur, non2xx, sockerr = line.split("\t")
@@ -384,6 +431,29 @@ if "vie" in idle:
     print(f"  {'idle':<10} vie RSS per connection = {v:.0f} B  (goal <= 1024 B)  {verdict}")
     extra = f" (nginx {idle['nginx']:.0f})" if "nginx" in idle else ""
     summary.append(f"idle: vie {v:.0f} B/connection{extra}")
+# The pipeline's cost: hello behind 8 no-op layers against none, same rounds.
+for k in ("plain", "pipelined"):
+    r = ratio(k, "layers8", "layers0")
+    if r is None:
+        continue
+    pct = 100 * (r - 1)
+    if k == "plain":
+        verdict = "PASS" if pct <= 3 else "MISS"
+        print(f"  {'layers':<10} 8 no-op layers add {pct:+5.1f}% server cpu per request, plain "
+              f"(goal <= +3%)   {verdict}")
+    else:
+        print(f"  {'layers':<10} 8 no-op layers add {pct:+5.1f}% server cpu per request, pipelined")
+    summary.append(f"8 layers {k}: {pct:+.1f}% cpu")
+cg = {}
+for line in open(cg_file):
+    w, n, ir = line.split("\t")
+    cg[(w, int(n))] = int(ir)
+for k in ("plain", "pipelined"):
+    if (k, 0) in cg and (k, 8) in cg:
+        d = cg[(k, 8)] - cg[(k, 0)]
+        print(f"  {'layers':<10} 8 no-op layers add {d} instructions per request, {k} "
+              f"({d / 8:.0f} per layer; {cg[(k, 0)]} without them, user space)")
+        summary.append(f"8 layers {k}: +{d} instructions/request")
 for k in ("plain", "pipelined"):
     r = ratio(k, "vie", "floor")
     if r is not None:

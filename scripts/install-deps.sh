@@ -6,7 +6,7 @@ set -euo pipefail
 # build: compiler, cmake, libuv; tests: cmocka, python3, curl, clang's
 # libFuzzer and sanitizer runtimes; bench: wrk and nginx.
 PKGS=(build-essential cmake pkg-config libuv1-dev libcmocka-dev python3 curl
-      clang libclang-rt-14-dev clang-format wrk nginx procps util-linux)
+      clang libclang-rt-14-dev clang-format wrk nginx valgrind procps util-linux)
 
 missing=()
 for p in "${PKGS[@]}"; do
