@@ -171,6 +171,9 @@ static void park(vie_ctx *c, uint64_t now)
     c->exec = EXEC_PARKED;
     c->was_parked = true;
     uint64_t wait_ms = until > now ? (until - now + 999999) / 1000000 : 0;
+    /* libuv counts timers from the loop's cached time, which is stale after
+     * slow synchronous work in this iteration: the timer would fire early. */
+    uv_update_time(c->loop);
     uv_timer_start(&c->timer, on_park_timeout, wait_ms, 0);
 }
 

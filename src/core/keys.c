@@ -96,6 +96,7 @@ int vie_ctx_set(vie_ctx *c, vie_key *key, const void *value, size_t size)
         const layer *owner = owner_of(c->app, key);
         if (!owner || owner != c->cur)
             return conflict(c, key, "it is owned by", owner ? owner->mw.name : "no layer");
+        if (s->set && key->destroy) key->destroy(&s->value); /* the owner may rewrite it */
         break;
     }
     case VIE_KEY_WRITE_ONCE:

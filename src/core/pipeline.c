@@ -214,10 +214,12 @@ static void report_cycle(const sorter *s, const bool *done, const route_entry *r
     for (int i = k - 1; i >= 0 && len < sizeof text - 80; i--)
         len += (size_t)snprintf(text + len, sizeof text - len, "%s -> ", s->cand[cyc[i]]->mw.name);
     snprintf(text + len, sizeof text - len, "%s", s->cand[cyc[k - 1]]->mw.name);
+    /* cyc[i + 1] precedes cyc[i], and cyc[0] precedes cyc[k - 1]: quote
+     * that edge, the one that closes the cycle. */
     char why[256];
     int a = cyc[0], b = cyc[k - 1];
-    edge_text(why, sizeof why, s->cand[b], s->cand[a],
-              (edge_kind)s->edge[(size_t)b * n + (size_t)a]);
+    edge_text(why, sizeof why, s->cand[a], s->cand[b],
+              (edge_kind)s->edge[(size_t)a * n + (size_t)b]);
     LOG_ERROR("pipeline: route %s: the declared order has a cycle: %s (one of its constraints: "
               "\"%s\")",
               r->label, text, why);
