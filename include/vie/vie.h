@@ -40,7 +40,9 @@ extern "C" {
 #if defined(__GNUC__)
 #define VIE_API          __attribute__((visibility("default")))
 #define VIE_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define VIE_UNUSED       __attribute__((unused))
 #else
+#define VIE_UNUSED
 #define VIE_API
 #define VIE_PRINTF(f, a)
 #endif
@@ -287,18 +289,18 @@ VIE_API bool vie_ctx_get(const vie_ctx *c, const vie_key *key, void *value, size
 VIE_API bool vie_ctx_has(const vie_ctx *c, const vie_key *key);
 
 #define VIE_KEY_ACCESSORS_(name, type)                                                             \
-    static inline int name##_set(vie_ctx *c, type v)                                               \
+    VIE_UNUSED static inline int name##_set(vie_ctx *c, type v)                                    \
     {                                                                                              \
         _Static_assert(sizeof(type) <= 8, "a key holds at most 8 bytes: store a pointer");         \
         return vie_ctx_set(c, &name##_key, &v, sizeof v);                                          \
     }                                                                                              \
-    static inline type name##_get(const vie_ctx *c)                                                \
+    VIE_UNUSED static inline type name##_get(const vie_ctx *c)                                     \
     {                                                                                              \
         type v = {0};                                                                              \
         vie_ctx_get(c, &name##_key, &v, sizeof v);                                                 \
         return v;                                                                                  \
     }                                                                                              \
-    static inline bool name##_has(const vie_ctx *c)                                                \
+    VIE_UNUSED static inline bool name##_has(const vie_ctx *c)                                     \
     {                                                                                              \
         return vie_ctx_has(c, &name##_key);                                                        \
     }

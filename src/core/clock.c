@@ -36,11 +36,14 @@ static bool kernel_uses_tsc(void)
 static clock_source calibrate(void)
 {
     if (!kernel_uses_tsc()) return mono_ns;
-    uint64_t t0 = __rdtsc(), n0 = mono_ns(), n1;
-    do
+    /* The first clock_gettime is slow (symbol binding, the vDSO page):
+     * take it first, then read both clocks in the same order at each end. */
+    mono_ns();
+    uint64_t n0 = mono_ns(), t0 = __rdtsc(), n1, t1;
+    do {
         n1 = mono_ns();
-    while (n1 - n0 < 2000000); /* 2 ms, once per process */
-    uint64_t t1 = __rdtsc();
+        t1 = __rdtsc();
+    } while (n1 - n0 < 2000000); /* 2 ms, once per process */
     if (t1 <= t0) return mono_ns;
     clock_tsc_state.mult = (uint64_t)((((unsigned __int128)(n1 - n0)) << 32) / (t1 - t0));
     clock_tsc_state.tsc_base = t1;

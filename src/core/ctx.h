@@ -74,6 +74,7 @@ struct vie_ctx {
     bool in_hook;                  /* inside a before hook or the handler */
     bool was_parked;               /* completes outside dispatch: tell the owner */
     bool cancelled;                /* deadline or client gone */
+    bool parked_for_deadline;      /* the park timer stands for the request deadline */
     uint32_t pos;                  /* the layer running or parked; chain.n is the handler */
     uint32_t entered;              /* layers whose before hook ran: their after hooks run */
     const layer *cur;              /* the layer running, NULL in the handler */

@@ -134,7 +134,7 @@ static void on_park_timeout(uv_timer_t *t)
     e->leave_ns = now;
     e->outcome = OUTCOME_REFUSED;
     c->exec = EXEC_RUNNING;
-    if (now >= c->deadline_ns) {
+    if (c->parked_for_deadline) {
         c->app->stats.deadline_exceeded++;
         LOG_WARN("request deadline exceeded while %s was pending (route %s, " REQ_FMT "): 504 sent",
                  who(c), c->route->label, REQ_ARGS(c));
@@ -160,6 +160,9 @@ static void park(vie_ctx *c, uint64_t now)
         if (own) ms = own;
     }
     uint64_t until = now + (uint64_t)ms * 1000000u;
+    /* Remember which limit the timer stands for: the one that fires is the
+     * one to blame, whatever the two clocks say when it does. */
+    c->parked_for_deadline = until >= c->deadline_ns;
     if (until > c->deadline_ns) until = c->deadline_ns;
     if (!c->loop) {
         LOG_ERROR("%s returned VIE_PENDING outside an event loop: 500 sent", who(c));
@@ -212,9 +215,13 @@ static void run(vie_ctx *c, uint64_t now)
         e->outcome = OUTCOME_RUNNING;
         vie_status st;
         if (pos == n) {
-            if (!requirements_met(c)) break;
             e->layer = r->label;
             e->phase = VIE_APP;
+            if (!requirements_met(c)) {
+                e->leave_ns = now;
+                e->outcome = OUTCOME_REFUSED;
+                break;
+            }
             c->cur = NULL;
             c->actor = r->label;
             c->in_hook = true;

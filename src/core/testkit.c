@@ -69,6 +69,7 @@ void vie_test_run_for(vie_app *app, uint32_t ms)
     if (!app || !app->testkit) return;
     uv_timer_t t;
     uv_timer_init(&app->testkit->loop, &t);
+    uv_update_time(&app->testkit->loop); /* the cached time may be stale */
     uv_timer_start(&t, on_run_for, ms, 0);
     uv_run(&app->testkit->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&t, NULL);
