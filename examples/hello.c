@@ -10,7 +10,7 @@ static vie_status hello(vie_ctx *c, void *arg)
 
 static vie_status greet(vie_ctx *c, void *arg)
 {
-    vie_str name = vie_param(c, "name"); /* percent-decoded */
+    vie_str name = vie_param(c, "name");    /* percent-decoded */
     char *msg = vie_alloc(c, name.len + 8); /* lives until the request ends */
     snprintf(msg, name.len + 8, "Hello, %.*s", (int)name.len, name.ptr);
     return vie_send_text(c, 200, msg);
