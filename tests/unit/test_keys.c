@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "log_capture.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,69 +38,6 @@ static vie_key other_user_key = {"user", VIE_KEY_WRITE_ONCE, NULL, 0, 0};
 static vie_key *const all_keys[] = {&user_key,    &role_key,      &counter_key, &ratio_key,
                                     &flag_key,    &blob_key,      &note_key,    &stray_key,
                                     &foreign_key, &other_user_key};
-
-/* ------------------------------------------------------------------ */
-/* Capturing the log                                                   */
-
-typedef struct capture {
-    int saved;
-    FILE *tmp;
-} capture;
-
-static void capture_begin(capture *k)
-{
-    fflush(stderr);
-    k->tmp = tmpfile();
-    assert_non_null(k->tmp);
-    k->saved = dup(STDERR_FILENO);
-    assert_true(k->saved >= 0);
-    assert_true(dup2(fileno(k->tmp), STDERR_FILENO) >= 0);
-    vie_log_set_level(VIE_LOG_DEBUG);
-}
-
-static char *capture_end(capture *k)
-{
-    vie_log_set_level(VIE_LOG_OFF);
-    fflush(stderr);
-    dup2(k->saved, STDERR_FILENO);
-    close(k->saved);
-    long n = ftell(k->tmp);
-    char *s = calloc(1, (size_t)(n > 0 ? n : 0) + 1);
-    assert_non_null(s);
-    rewind(k->tmp);
-    size_t got = n > 0 ? fread(s, 1, (size_t)n, k->tmp) : 0;
-    s[got] = '\0';
-    fclose(k->tmp);
-    return s;
-}
-
-static bool log_has_line(const char *log, ...)
-{
-    for (const char *line = log; line && *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        char *copy = strndup(line, len);
-        bool all = copy != NULL;
-        va_list ap;
-        va_start(ap, log);
-        for (const char *needle; all && (needle = va_arg(ap, const char *)) != NULL;)
-            all = strstr(copy, needle) != NULL;
-        va_end(ap);
-        free(copy);
-        if (all) return true;
-        line = end ? end + 1 : NULL;
-    }
-    return false;
-}
-
-static int freeze_logged(vie_app *app, char **log)
-{
-    capture k;
-    capture_begin(&k);
-    int rc = vie_app_freeze(app);
-    *log = capture_end(&k);
-    return rc;
-}
 
 /* ------------------------------------------------------------------ */
 /* Destructors: each destroyed value is recorded, then freed           */
