@@ -32,6 +32,8 @@ static const char usage[] =
     "30000)\n"
     "      --max-keepalive-requests N  requests per connection, 0 = no limit (default 0)\n"
     "      --log-level LEVEL           debug, info, warn, error (default info)\n"
+    "      --debug                     print every route's pipeline at start and serve\n"
+    "                                  GET /debug/pipeline (JSON)\n"
     "\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
@@ -76,6 +78,7 @@ enum {
     OPT_WRITE_TIMEOUT,
     OPT_MAX_KA_REQUESTS,
     OPT_LOG_LEVEL,
+    OPT_DEBUG,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -93,6 +96,7 @@ static int cmd_serve(int argc, char **argv)
         {"write-timeout", required_argument, NULL, OPT_WRITE_TIMEOUT},
         {"max-keepalive-requests", required_argument, NULL, OPT_MAX_KA_REQUESTS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"debug", no_argument, NULL, OPT_DEBUG},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -158,6 +162,10 @@ static int cmd_serve(int argc, char **argv)
             vie_log_set_level((vie_log_level)level);
             break;
         }
+        case OPT_DEBUG:
+            o.debug = true;
+            o.debug_endpoints = true;
+            break;
         case ':': return bad_usage("option %s needs a value", argv[optind - 1]);
         default: return bad_usage("unknown option %s", argv[optind - 1]);
         }

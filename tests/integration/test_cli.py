@@ -177,3 +177,22 @@ class TestCli(VieTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestDebugFlag(VieTestCase):
+    def test_debug_serves_and_prints_the_pipeline(self):
+        srv = start_server(self, "--debug")
+        r = get(srv.port, "/debug/pipeline")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("Content-Type"), "application/json")
+        doc = r.json()
+        routes = {x["route"] for x in doc["routes"]}
+        self.assertTrue({"GET /", "GET /healthz", "POST /echo", "GET /debug/pipeline"} <= routes,
+                        routes)
+        self.assertIn("requests", doc["counters"])
+        # printed at start, before the port line
+        self.assertIn("debug: the pipeline of every route follows", srv.log())
+
+    def test_debug_endpoints_are_off_by_default(self):
+        srv = start_server(self)
+        self.assertEqual(get(srv.port, "/debug/pipeline").status, 404)
