@@ -41,8 +41,10 @@ extern "C" {
 #define VIE_API          __attribute__((visibility("default")))
 #define VIE_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define VIE_UNUSED       __attribute__((unused))
+#define VIE_NORETURN     __attribute__((noreturn))
 #else
 #define VIE_UNUSED
+#define VIE_NORETURN
 #define VIE_API
 #define VIE_PRINTF(f, a)
 #endif
@@ -238,6 +240,21 @@ VIE_API vie_ctx *vie_ref_get(vie_ref ref);
 /* Continue a request parked by VIE_PENDING: st is VIE_NEXT (go on) or
  * VIE_DONE (the layer answered). */
 VIE_API int vie_resume(vie_ref ref, vie_status st);
+/* Fail the request from inside a before hook, an after hook or a handler:
+ * the stack unwinds to the executor (siglongjmp), the client gets 500
+ * problem+json (or, if the response had begun, the connection closes
+ * instead of a misleading end), the after hooks of the layers entered and
+ * the defers run, one log line names the layer and the message, and
+ * app-wide and per-layer panic counters grow. The process goes on
+ * serving. Memory the failing code malloc'd and did not hand to
+ * vie_defer leaks: use vie_alloc or vie_defer. Called anywhere else (a
+ * libuv callback, a defer), there is nowhere safe to go: it logs and
+ * aborts. */
+VIE_API VIE_NORETURN void vie_panic(vie_ctx *c, const char *fmt, ...) VIE_PRINTF(2, 3);
+VIE_API VIE_NORETURN void vie_panic_at_(vie_ctx *c, const char *file, int line, const char *what);
+/* vie_panic with the file, the line and the condition when cond is false. */
+#define VIE_ASSERT(c, cond) ((cond) ? (void)0 : vie_panic_at_((c), __FILE__, __LINE__, #cond))
+
 /* Called by a layer's before hook that lets the request through without
  * doing its work (an auth bypass for a health check, a limiter switched
  * off): a route that requires this layer then refuses the request (500,

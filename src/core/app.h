@@ -19,6 +19,7 @@ typedef struct layer_counters {
     _Atomic uint64_t next_after_done; /* VIE_NEXT after answering */
     _Atomic uint64_t async_timeouts;  /* parked past its async deadline */
     _Atomic uint64_t invalid_status;  /* returned something not a vie_status */
+    _Atomic uint64_t panics;          /* vie_panic / VIE_ASSERT in its hooks */
 } layer_counters;
 
 /* One registered layer: the description (deep-copied), its state, where
@@ -67,6 +68,7 @@ typedef struct route_entry {
     chain chain;
     _Atomic uint64_t unanswered;       /* handler returned without answering */
     _Atomic uint64_t requires_refused; /* reached without a required layer */
+    _Atomic uint64_t panics;           /* vie_panic in the handler */
 } route_entry;
 
 /* Counters of events that must never pass silently. The metrics issue
@@ -81,6 +83,7 @@ typedef struct vie_stats {
     _Atomic uint64_t async_timeouts;     /* VIE_PENDING past its deadline */
     _Atomic uint64_t deadline_exceeded;  /* request deadline */
     _Atomic uint64_t stale_refs;         /* vie_ref used after its request ended */
+    _Atomic uint64_t panics;             /* vie_panic and VIE_ASSERT, contained */
     _Atomic uint64_t frozen_refusals;    /* registration after start */
     _Atomic uint64_t client_gone;        /* client closed during a request */
     _Atomic uint64_t bad_requests;       /* parse errors answered 4xx/5xx */

@@ -4,6 +4,7 @@
 #ifndef VIE_CORE_CTX_H
 #define VIE_CORE_CTX_H
 
+#include <setjmp.h>
 #include <uv.h>
 
 #include "core/app.h"
@@ -69,11 +70,15 @@ struct vie_ctx {
     bool keep_alive;   /* the connection stays open after this response */
 
     /* The executor's state (executor.c). */
-    uint8_t exec;                  /* exec_state */
-    int8_t early_resume;           /* a vie_resume that came while its layer was still running */
-    bool in_hook;                  /* inside a before hook or the handler */
-    bool was_parked;               /* completes outside dispatch: tell the owner */
-    bool cancelled;                /* deadline or client gone */
+    uint8_t exec;        /* exec_state */
+    int8_t early_resume; /* a vie_resume that came while its layer was still running */
+    bool in_hook;        /* inside a before hook or the handler */
+    bool was_parked;     /* completes outside dispatch: tell the owner */
+    bool cancelled;      /* deadline or client gone */
+    bool truncated;      /* a response that began went wrong: close, don't finish it */
+    bool panic_armed;    /* panic_jmp is a live jump point */
+    const char *panic_msg;
+    sigjmp_buf panic_jmp;          /* where vie_panic unwinds to (executor.c) */
     bool parked_for_deadline;      /* the park timer stands for the request deadline */
     uint32_t pos;                  /* the layer running or parked; chain.n is the handler */
     uint32_t entered;              /* layers whose before hook ran: their after hooks run */

@@ -83,8 +83,9 @@ static void describe_json(vie_app *app, vie_buf *b)
         out(b, ",\"pattern\":");
         out_json_str(b, r->pattern);
         json_list(b, "requires", (const char *const *)r->requires);
-        out(b, ",\"counters\":{\"unanswered\":%llu,\"requires_refused\":%llu}",
-            (unsigned long long)r->unanswered, (unsigned long long)r->requires_refused);
+        out(b, ",\"counters\":{\"unanswered\":%llu,\"requires_refused\":%llu,\"panics\":%llu}",
+            (unsigned long long)r->unanswered, (unsigned long long)r->requires_refused,
+            (unsigned long long)r->panics);
         out(b, ",\"chain\":[");
         for (uint32_t k = 0; k < r->chain.n; k++) {
             const layer *l = r->chain.layers[k];
@@ -101,9 +102,10 @@ static void describe_json(vie_app *app, vie_buf *b)
             out_json_str(b, r->chain.reasons[k]);
             out(b,
                 ",\"counters\":{\"chain_breaks\":%llu,\"next_after_done\":%llu,"
-                "\"async_timeouts\":%llu,\"invalid_status\":%llu}}",
+                "\"async_timeouts\":%llu,\"invalid_status\":%llu,\"panics\":%llu}}",
                 (unsigned long long)l->n.chain_breaks, (unsigned long long)l->n.next_after_done,
-                (unsigned long long)l->n.async_timeouts, (unsigned long long)l->n.invalid_status);
+                (unsigned long long)l->n.async_timeouts, (unsigned long long)l->n.invalid_status,
+                (unsigned long long)l->n.panics);
         }
         out(b, "]}");
     }
@@ -112,12 +114,13 @@ static void describe_json(vie_app *app, vie_buf *b)
         "],\"counters\":{\"requests\":%llu,\"chain_breaks\":%llu,\"next_after_done\":%llu,"
         "\"requires_refused\":%llu,\"key_conflicts\":%llu,\"async_timeouts\":%llu,"
         "\"deadline_exceeded\":%llu,\"stale_refs\":%llu,\"frozen_refusals\":%llu,"
-        "\"writer_refusals\":%llu}}",
+        "\"writer_refusals\":%llu,\"panics\":%llu}}",
         (unsigned long long)s->requests, (unsigned long long)s->chain_breaks,
         (unsigned long long)s->next_after_done, (unsigned long long)s->requires_refused,
         (unsigned long long)s->key_conflicts, (unsigned long long)s->async_timeouts,
         (unsigned long long)s->deadline_exceeded, (unsigned long long)s->stale_refs,
-        (unsigned long long)s->frozen_refusals, (unsigned long long)s->writer_refusals);
+        (unsigned long long)s->frozen_refusals, (unsigned long long)s->writer_refusals,
+        (unsigned long long)s->panics);
 }
 
 /* Mermaid labels are quoted: drop the characters that would end them. */

@@ -7,6 +7,10 @@
  * entered run in reverse, then the defers (LIFO), exactly once.
  */
 #include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -18,6 +22,7 @@ enum { OUTCOME_RUNNING = -1, OUTCOME_REFUSED = -2 };
 
 static void finish(vie_ctx *c);
 static void run(vie_ctx *c, uint64_t now);
+static void run_loop(vie_ctx *c, uint64_t now);
 
 /* "%.*s %.*s" arguments naming the request in a log line. */
 #define REQ_FMT "%.*s %.*s"
@@ -36,6 +41,7 @@ static void fail(vie_ctx *c, int status, const char *detail)
         c->actor = actor;
     } else if (c->res.state != RESP_ENDED) {
         c->keep_alive = false;
+        c->truncated = true; /* never finish a body that went wrong */
     }
 }
 
@@ -173,6 +179,7 @@ static void park(vie_ctx *c, uint64_t now)
     }
     c->exec = EXEC_PARKED;
     c->was_parked = true;
+    c->panic_armed = false; /* its jump point is about to be gone */
     uint64_t wait_ms = until > now ? (until - now + 999999) / 1000000 : 0;
     /* libuv counts timers from the loop's cached time, which is stale after
      * slow synchronous work in this iteration: the timer would fire early. */
@@ -188,7 +195,7 @@ static inline void stamp(vie_ctx *c, uint32_t id)
     c->ran[id >> 6] |= 1ull << (id & 63);
 }
 
-static void run(vie_ctx *c, uint64_t now)
+static void run_loop(vie_ctx *c, uint64_t now)
 {
     /* Locals, not c->...: the hooks get c, so the compiler would reload
      * every field after each call. */
@@ -267,18 +274,62 @@ static void run(vie_ctx *c, uint64_t now)
     finish(c);
 }
 
+/* A before hook or the handler at c->pos called vie_panic. */
+static void on_panic(vie_ctx *c)
+{
+    c->trail[c->pos].leave_ns = clock_now_ns();
+    c->trail[c->pos].outcome = OUTCOME_REFUSED;
+    c->in_hook = false;
+    c->app->stats.panics++;
+    if (is_handler(c))
+        ((route_entry *)c->route)->panics++;
+    else
+        c->route->chain.layers[c->pos]->n.panics++;
+    LOG_ERROR("panic in %s %s (route %s, " REQ_FMT "): %s: %s", is_handler(c) ? "handler" : "layer",
+              who(c), c->route->label, REQ_ARGS(c), c->panic_msg,
+              vie_responded(c) ? "the response had begun: closing the connection" : "500 sent");
+    fail(c, 500, "the request failed inside the server");
+    finish(c);
+}
+
+/* The jump point for panics, once per entry into the executor (not per
+ * layer). Only parameters live here, so nothing can be clobbered by the
+ * jump; the loop's state is in run_loop and c. */
+static void run(vie_ctx *c, uint64_t now)
+{
+    if (sigsetjmp(c->panic_jmp, 0) != 0) {
+        on_panic(c);
+        return;
+    }
+    c->panic_armed = true;
+    run_loop(c, now);
+}
+
+/* One after hook, under its own jump point: a panic in it skips the rest
+ * of that hook only. Parameters only, so nothing here can be clobbered. */
+static void call_after(vie_ctx *c, layer *l, uint32_t i)
+{
+    c->cur = l;
+    c->actor = l->mw.name;
+    uint64_t t0 = clock_now_ns();
+    if (sigsetjmp(c->panic_jmp, 0) == 0) {
+        c->panic_armed = true;
+        l->mw.after(c, l->state);
+        c->panic_armed = false;
+    } else {
+        l->n.panics++;
+        c->app->stats.panics++;
+        LOG_ERROR("panic in the after hook of layer %s (route %s, " REQ_FMT "): %s", l->mw.name,
+                  c->route->label, REQ_ARGS(c), c->panic_msg);
+    }
+    c->trail[i].after_ns = clock_now_ns() - t0 + 1; /* never 0 once it ran */
+}
+
 static void run_after_hooks(vie_ctx *c)
 {
     const chain *ch = &c->route->chain;
-    for (uint32_t i = c->entered; i-- > 0;) {
-        layer *l = ch->layers[i];
-        if (!l->mw.after) continue;
-        c->cur = l;
-        c->actor = l->mw.name;
-        uint64_t t0 = clock_now_ns();
-        l->mw.after(c, l->state);
-        c->trail[i].after_ns = clock_now_ns() - t0 + 1; /* never 0 once it ran */
-    }
+    for (uint32_t i = c->entered; i-- > 0;)
+        if (ch->layers[i]->mw.after) call_after(c, ch->layers[i], i);
     c->cur = NULL;
     c->actor = "vie";
 }
@@ -297,8 +348,9 @@ static void finish(vie_ctx *c)
 {
     c->exec = EXEC_RUNNING;
     c->cancel_fn = NULL;
+    c->panic_armed = false;
     if (!vie_responded(c)) fail(c, 500, "no response was produced");
-    if (!c->cancelled)
+    if (!c->cancelled && !c->truncated)
         writer_finish(c);
     else if (c->res.state != RESP_ENDED)
         c->keep_alive = false; /* a truncated response must not be reused */
@@ -402,6 +454,31 @@ int vie_resume(vie_ref ref, vie_status st)
         finish(c);
     }
     return VIE_OK;
+}
+
+void vie_panic(vie_ctx *c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt ? fmt : "(no message)", ap);
+    va_end(ap);
+    if (!c || !c->panic_armed) {
+        /* No jump point: not inside a hook or handler run by the executor
+         * (a libuv callback, a defer). There is no safe place to go. */
+        LOG_ERROR("vie_panic outside a layer or handler (in %s): %s; aborting",
+                  c && c->actor ? c->actor : "?", msg);
+        abort();
+    }
+    c->panic_armed = false;
+    c->panic_msg = arena_strndup(&c->arena, msg, strlen(msg));
+    if (!c->panic_msg) c->panic_msg = "(out of memory for the message)";
+    siglongjmp(c->panic_jmp, 1);
+}
+
+void vie_panic_at_(vie_ctx *c, const char *file, int line, const char *what)
+{
+    vie_panic(c, "%s:%d: assertion failed: %s", file, line, what);
 }
 
 void vie_bypass(vie_ctx *c)
