@@ -357,6 +357,16 @@ typedef enum vie_format {
     VIE_FORMAT_MERMAID,
 } vie_format;
 
+/* Every counter of the app in the Prometheus text format (version 0.0.4):
+ * requests by route, method and status, a duration histogram, requests in
+ * flight, panics, crashes, chain breaks, key conflicts, worker restarts.
+ * The counters are in memory shared by all workers, so any worker shows
+ * the totals. Returns a malloc'd string (free it). */
+VIE_API char *vie_app_metrics(vie_app *app);
+/* A handler serving vie_app_metrics: vie_route(app, "GET", "/metrics",
+ * vie_metrics_handler, NULL). */
+VIE_API vie_status vie_metrics_handler(vie_ctx *c, void *arg);
+
 /* Every route's effective chain with phases, constraints and why each
  * layer follows the previous one. Freezes the app if needed. Returns a
  * malloc'd string (free it), NULL if the app does not validate. */

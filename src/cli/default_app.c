@@ -33,5 +33,6 @@ int default_app_register(vie_app *app)
     int rc;
     if ((rc = vie_route(app, "GET", "/", hello, NULL)) != VIE_OK) return rc;
     if ((rc = vie_route(app, "GET", "/healthz", healthz, NULL)) != VIE_OK) return rc;
-    return vie_route(app, "POST", "/echo", echo, NULL);
+    if ((rc = vie_route(app, "POST", "/echo", echo, NULL)) != VIE_OK) return rc;
+    return vie_route(app, "GET", "/metrics", vie_metrics_handler, NULL);
 }

@@ -8,6 +8,8 @@
 #include "core/clock.h"
 #include "core/describe.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "server/shm.h"
 #include "vie/vie_test.h"
 
 void vie_options_init(vie_options *o)
@@ -65,7 +67,15 @@ vie_app *vie_app_new(const vie_options *opt)
     app->listen = strdup(app->opt.listen);
     app->opt.listen = app->listen;
     app->router = router_new();
-    if (!app->listen || !app->router) {
+    /* Counters live in memory the workers will share: made now, before
+     * any fork. 64 MiB of address space; only touched pages cost. */
+    app->shm = shm_create((size_t)64 << 20);
+    if (app->shm) {
+        app->stats = shm_alloc(app->shm, sizeof *app->stats);
+        app->unmatched = shm_alloc(app->shm, sizeof *app->unmatched * (HTTP_M_CONNECT + 1));
+        app->key_conflicts = shm_alloc(app->shm, sizeof *app->key_conflicts * VIE_MAX_KEYS);
+    }
+    if (!app->listen || !app->router || !app->stats || !app->unmatched || !app->key_conflicts) {
         vie_app_free(app);
         return NULL;
     }
@@ -147,6 +157,7 @@ void vie_app_free(vie_app *app)
     free(app->groups);
     keys_free(app);
     router_free(app->router);
+    shm_destroy(app->shm);
     free(app->listen);
     free(app);
 }
@@ -166,7 +177,7 @@ int ptr_array_push(void ***items, size_t *n, size_t *cap, void *p)
 
 int app_refuse_frozen(vie_app *app, const char *call, const char *what)
 {
-    app->stats.frozen_refusals++;
+    app->stats->frozen_refusals++;
     LOG_ERROR("%s(%s) refused: the app is frozen (it has started); register everything before "
               "vie_app_run",
               call, what);
@@ -218,7 +229,8 @@ static int add_layer(vie_app *app, vie_group *g, const vie_middleware *mw, void 
     l->state = state;
     l->group = g;
     l->id = (uint32_t)app->n_layers;
-    if (oom || !l->mw.name ||
+    l->n = shm_alloc(app->shm, sizeof *l->n);
+    if (oom || !l->mw.name || !l->n ||
         ptr_array_push((void ***)&app->layers, &app->n_layers, &app->cap_layers, l) != 0) {
         layer_free(l);
         return VIE_ENOMEM;
@@ -331,7 +343,8 @@ int vie_route_with(vie_app *app, const char *method, const char *pattern, vie_ha
     r->group = g;
     r->timeout_ms = opts ? opts->timeout_ms : 0;
     r->requires = strv_dup(opts ? opts->requires : NULL, &oom);
-    if (oom || !r->method || !r->pattern || !r->label) {
+    r->n = shm_alloc(app->shm, sizeof *r->n);
+    if (oom || !r->method || !r->pattern || !r->label || !r->n) {
         route_free(r);
         return VIE_ENOMEM;
     }

@@ -20,16 +20,32 @@ typedef struct layer_counters {
     _Atomic uint64_t async_timeouts;  /* parked past its async deadline */
     _Atomic uint64_t invalid_status;  /* returned something not a vie_status */
     _Atomic uint64_t panics;          /* vie_panic / VIE_ASSERT in its hooks */
+    _Atomic uint64_t crashes;         /* crash signals in its hooks */
 } layer_counters;
+
+/* Upper bounds (seconds) of the request duration histogram. */
+#define METRIC_BUCKETS 14
+extern const double metric_bucket_bounds[METRIC_BUCKETS];
+
+/* A route's counters (and those of the requests no route matched). */
+typedef struct route_counters {
+    _Atomic uint64_t unanswered;                  /* handler returned without answering */
+    _Atomic uint64_t requires_refused;            /* reached without a required layer */
+    _Atomic uint64_t panics;                      /* vie_panic in the handler */
+    _Atomic uint64_t crashes;                     /* crash signals in the handler */
+    _Atomic uint64_t by_status[500];              /* responses, [status - 100] */
+    _Atomic uint64_t buckets[METRIC_BUCKETS + 1]; /* durations, per bucket; the last is +Inf */
+    _Atomic uint64_t duration_us;                 /* sum of durations, microseconds */
+} route_counters;
 
 /* One registered layer: the description (deep-copied), its state, where
  * it was registered. */
 typedef struct layer {
     vie_middleware mw;
     void *state;
-    uint32_t id;      /* registration order, app-wide; its bit in the ran-mask */
-    vie_group *group; /* NULL: app-wide */
-    layer_counters n;
+    uint32_t id;       /* registration order, app-wide; its bit in the ran-mask */
+    vie_group *group;  /* NULL: app-wide */
+    layer_counters *n; /* in shared memory: totals across workers */
 } layer;
 
 struct vie_group {
@@ -66,15 +82,16 @@ typedef struct route_entry {
     uint32_t n_reqs;
     uint32_t timeout_ms;
     chain chain;
-    _Atomic uint64_t unanswered;       /* handler returned without answering */
-    _Atomic uint64_t requires_refused; /* reached without a required layer */
-    _Atomic uint64_t panics;           /* vie_panic in the handler */
+    route_counters *n; /* in shared memory: totals across workers */
 } route_entry;
 
 /* Counters of events that must never pass silently. The metrics issue
  * turns them into Prometheus series; tests read them directly. */
 typedef struct vie_stats {
     _Atomic uint64_t requests;
+    _Atomic int64_t in_flight;           /* requests dispatched and not yet answered */
+    _Atomic uint64_t crashes;            /* crash signals in layers and handlers */
+    _Atomic uint64_t worker_restarts;    /* workers the supervisor replaced */
     _Atomic uint64_t writer_refusals;    /* response calls out of order */
     _Atomic uint64_t chain_breaks;       /* layers + handlers that did not answer */
     _Atomic uint64_t next_after_done;    /* VIE_NEXT after answering */
@@ -92,6 +109,7 @@ typedef struct vie_stats {
 } vie_stats;
 
 struct server;
+struct shm_region;
 
 struct vie_app {
     vie_options opt;
@@ -110,8 +128,11 @@ struct vie_app {
     bool freeze_failed;
     _Atomic(struct server *) srv; /* set while running; vie_app_stop reads it */
     atomic_bool stop_requested;
-    struct testkit *testkit; /* vie_test_begin */
-    vie_stats stats;
+    struct testkit *testkit;         /* vie_test_begin */
+    struct shm_region *shm;          /* counters shared by every worker */
+    vie_stats *stats;                /* in shm */
+    _Atomic uint64_t *key_conflicts; /* in shm, per key slot */
+    route_counters *unmatched;       /* in shm, per http_method id: requests no route took */
 };
 
 /* Refuse a registration call on a frozen app: logs, counts, VIE_EFROZEN. */

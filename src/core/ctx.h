@@ -75,6 +75,7 @@ struct vie_ctx {
     bool in_hook;        /* inside a before hook or the handler */
     bool was_parked;     /* completes outside dispatch: tell the owner */
     bool cancelled;      /* deadline or client gone */
+    bool in_flight;      /* counted in the in-flight gauge */
     bool truncated;      /* a response that began went wrong: close, don't finish it */
     bool panic_armed;    /* panic_jmp is a live jump point */
     const char *panic_msg;

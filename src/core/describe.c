@@ -84,8 +84,8 @@ static void describe_json(vie_app *app, vie_buf *b)
         out_json_str(b, r->pattern);
         json_list(b, "requires", (const char *const *)r->requires);
         out(b, ",\"counters\":{\"unanswered\":%llu,\"requires_refused\":%llu,\"panics\":%llu}",
-            (unsigned long long)r->unanswered, (unsigned long long)r->requires_refused,
-            (unsigned long long)r->panics);
+            (unsigned long long)r->n->unanswered, (unsigned long long)r->n->requires_refused,
+            (unsigned long long)r->n->panics);
         out(b, ",\"chain\":[");
         for (uint32_t k = 0; k < r->chain.n; k++) {
             const layer *l = r->chain.layers[k];
@@ -103,13 +103,13 @@ static void describe_json(vie_app *app, vie_buf *b)
             out(b,
                 ",\"counters\":{\"chain_breaks\":%llu,\"next_after_done\":%llu,"
                 "\"async_timeouts\":%llu,\"invalid_status\":%llu,\"panics\":%llu}}",
-                (unsigned long long)l->n.chain_breaks, (unsigned long long)l->n.next_after_done,
-                (unsigned long long)l->n.async_timeouts, (unsigned long long)l->n.invalid_status,
-                (unsigned long long)l->n.panics);
+                (unsigned long long)l->n->chain_breaks, (unsigned long long)l->n->next_after_done,
+                (unsigned long long)l->n->async_timeouts, (unsigned long long)l->n->invalid_status,
+                (unsigned long long)l->n->panics);
         }
         out(b, "]}");
     }
-    const vie_stats *s = &app->stats;
+    const vie_stats *s = app->stats;
     out(b,
         "],\"counters\":{\"requests\":%llu,\"chain_breaks\":%llu,\"next_after_done\":%llu,"
         "\"requires_refused\":%llu,\"key_conflicts\":%llu,\"async_timeouts\":%llu,"

@@ -62,8 +62,8 @@ static bool judge(vie_ctx *c, vie_status st)
     if (is_handler(c)) {
         if (vie_responded(c)) return false;
         route_entry *r = (route_entry *)c->route;
-        r->unanswered++;
-        app->stats.chain_breaks++;
+        r->n->unanswered++;
+        app->stats->chain_breaks++;
         LOG_ERROR("chain break: route %s returned %s without answering (" REQ_FMT "): 500 sent",
                   r->label,
                   st == VIE_DONE   ? "VIE_DONE"
@@ -77,22 +77,22 @@ static bool judge(vie_ctx *c, vie_status st)
     switch (st) {
     case VIE_NEXT:
         if (!vie_responded(c)) return true;
-        l->n.next_after_done++;
-        app->stats.next_after_done++;
+        l->n->next_after_done++;
+        app->stats->next_after_done++;
         LOG_ERROR("layer %s returned VIE_NEXT after answering (route %s): the chain stops here",
                   l->mw.name, c->route->label);
         return false;
     case VIE_DONE:
         if (vie_responded(c)) return false;
-        l->n.chain_breaks++;
-        app->stats.chain_breaks++;
+        l->n->chain_breaks++;
+        app->stats->chain_breaks++;
         LOG_ERROR("chain break: layer %s returned VIE_DONE without answering (route %s): 500 sent",
                   l->mw.name, c->route->label);
         fail(c, 500, "a layer stopped the request without answering");
         return false;
     default:
-        l->n.invalid_status++;
-        app->stats.chain_breaks++;
+        l->n->invalid_status++;
+        app->stats->chain_breaks++;
         LOG_ERROR("layer %s returned %d, which is not a vie_status (route %s): 500 sent",
                   l->mw.name, (int)st, c->route->label);
         fail(c, 500, "a layer returned an invalid status");
@@ -109,8 +109,8 @@ static bool requirements_met(vie_ctx *c)
         for (int w = 0; w < VIE_LAYER_WORDS && !any; w++)
             any = (c->ran[w] & q->mask[w]) != 0;
         if (any) continue;
-        ((route_entry *)r)->requires_refused++;
-        c->app->stats.requires_refused++;
+        ((route_entry *)r)->n->requires_refused++;
+        c->app->stats->requires_refused++;
         LOG_ERROR("route %s requires %s, which did not run for this request (" REQ_FMT "): the "
                   "handler is not called, 500 sent",
                   r->label, q->name, REQ_ARGS(c));
@@ -141,14 +141,14 @@ static void on_park_timeout(uv_timer_t *t)
     e->outcome = OUTCOME_REFUSED;
     c->exec = EXEC_RUNNING;
     if (c->parked_for_deadline) {
-        c->app->stats.deadline_exceeded++;
+        c->app->stats->deadline_exceeded++;
         LOG_WARN("request deadline exceeded while %s was pending (route %s, " REQ_FMT "): 504 sent",
                  who(c), c->route->label, REQ_ARGS(c));
         cancel_parked(c);
         fail(c, 504, "the request deadline passed");
     } else {
-        if (!is_handler(c)) c->route->chain.layers[c->pos]->n.async_timeouts++;
-        c->app->stats.async_timeouts++;
+        if (!is_handler(c)) c->route->chain.layers[c->pos]->n->async_timeouts++;
+        c->app->stats->async_timeouts++;
         LOG_WARN("%s parked the request and did not resume it in time (route %s, " REQ_FMT "): 504 "
                  "sent",
                  who(c), c->route->label, REQ_ARGS(c));
@@ -207,7 +207,7 @@ static void run_loop(vie_ctx *c, uint64_t now)
     for (;;) {
         c->pos = pos;
         if (now >= c->deadline_ns) {
-            c->app->stats.deadline_exceeded++;
+            c->app->stats->deadline_exceeded++;
             LOG_WARN("request deadline exceeded before %s (route %s, " REQ_FMT "): 504 sent",
                      who(c), r->label, REQ_ARGS(c));
             c->cancelled = true;
@@ -280,11 +280,11 @@ static void on_panic(vie_ctx *c)
     c->trail[c->pos].leave_ns = clock_now_ns();
     c->trail[c->pos].outcome = OUTCOME_REFUSED;
     c->in_hook = false;
-    c->app->stats.panics++;
+    c->app->stats->panics++;
     if (is_handler(c))
-        ((route_entry *)c->route)->panics++;
+        ((route_entry *)c->route)->n->panics++;
     else
-        c->route->chain.layers[c->pos]->n.panics++;
+        c->route->chain.layers[c->pos]->n->panics++;
     LOG_ERROR("panic in %s %s (route %s, " REQ_FMT "): %s: %s", is_handler(c) ? "handler" : "layer",
               who(c), c->route->label, REQ_ARGS(c), c->panic_msg,
               vie_responded(c) ? "the response had begun: closing the connection" : "500 sent");
@@ -317,8 +317,8 @@ static void call_after(vie_ctx *c, layer *l, uint32_t i)
         l->mw.after(c, l->state);
         c->panic_armed = false;
     } else {
-        l->n.panics++;
-        c->app->stats.panics++;
+        l->n->panics++;
+        c->app->stats->panics++;
         LOG_ERROR("panic in the after hook of layer %s (route %s, " REQ_FMT "): %s", l->mw.name,
                   c->route->label, REQ_ARGS(c), c->panic_msg);
     }
@@ -387,7 +387,7 @@ void executor_cancel(vie_ctx *c, const char *why)
     if (c->exec != EXEC_PARKED) return;
     uv_timer_stop(&c->timer);
     c->on_complete = NULL; /* the owner is going away */
-    c->app->stats.client_gone++;
+    c->app->stats->client_gone++;
     LOG_INFO("%s: request cancelled while %s was pending (route %s)", why, who(c), c->route->label);
     vie_trail_entry *e = &c->trail[c->pos];
     e->leave_ns = clock_now_ns();
@@ -412,7 +412,7 @@ static bool ref_live(vie_ref ref, const char *call)
 {
     vie_ctx *c = ref.ctx;
     if (c && c->gen == ref.gen && c->exec != EXEC_IDLE && c->exec != EXEC_DONE) return true;
-    if (c) c->app->stats.stale_refs++;
+    if (c) c->app->stats->stale_refs++;
     LOG_WARN("%s refused: the request this ref points to has ended (stale vie_ref)", call);
     return false;
 }

@@ -7,6 +7,7 @@
 
 #include "core/ctx.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 static atomic_uint next_slot; /* slot 0 means "never registered" */
 
@@ -22,6 +23,11 @@ int vie_key_register(vie_app *app, vie_key *key)
         return VIE_EINVAL;
     }
     if (key->slot == 0) key->slot = atomic_fetch_add(&next_slot, 1) + 1;
+    if (key->slot > VIE_MAX_KEYS) {
+        LOG_ERROR("vie_key_register(%s) refused: a process holds at most %d keys", key->name,
+                  VIE_MAX_KEYS);
+        return VIE_EINVAL;
+    }
     size_t i = key->slot - 1;
     if (i < app->n_keys && app->keys[i] == key) return VIE_OK; /* already here */
     if (i >= app->cap_keys) {
@@ -64,7 +70,8 @@ static const layer *owner_of(const vie_app *app, const vie_key *key)
 static int conflict(vie_ctx *c, vie_key *key, const char *why, const char *other)
 {
     key->conflicts++;
-    c->app->stats.key_conflicts++;
+    c->app->stats->key_conflicts++;
+    c->app->key_conflicts[key->slot - 1]++;
     LOG_WARN("key %s: write by %s refused: %s %s (request %.*s %.*s)", key->name, c->actor, why,
              other, (int)c->req.method_len, c->req.method ? c->req.method : "", (int)c->path.len,
              c->path.ptr ? c->path.ptr : "");

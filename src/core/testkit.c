@@ -13,6 +13,7 @@
 #include "core/ctx.h"
 #include "core/dispatch.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 typedef struct testkit {
     uv_loop_t loop;
@@ -220,6 +221,7 @@ vie_test_response *vie_test_raw(vie_app *app, const void *bytes, size_t len)
         c->keep_alive = c->req.keep_alive;
         c->on_complete = on_complete;
         c->start_ns = clock_now_ns();
+        metrics_request_start(c);
         dispatch_request(c);
         if (c->exec == EXEC_PARKED) {
             bool timed_out = false;
@@ -245,6 +247,7 @@ vie_test_response *vie_test_raw(vie_app *app, const void *bytes, size_t len)
         if (r->trail) memcpy(r->trail, c->trail, c->n_trail * sizeof *r->trail);
     }
     bool keep = c->keep_alive;
+    metrics_request_done(c);
     ctx_release(&tk->pool, c);
     if (r->raw) parse_response(r, head_request);
     if (!keep) r->keep_alive = false;

@@ -21,6 +21,7 @@
 #include "core/clock.h"
 #include "core/dispatch.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "http/writer.h"
 #include "server/server.h"
 
@@ -86,7 +87,10 @@ static void on_closed(uv_handle_t *h)
 {
     vie_conn *c = h->data;
     server *s = c->srv;
-    if (c->ctx) ctx_release(&s->ctxs, c->ctx);
+    if (c->ctx) {
+        if (c->ctx->in_flight) metrics_request_done(c->ctx); /* cancelled: counted as 499 */
+        ctx_release(&s->ctxs, c->ctx);
+    }
     if (c->rbuf) buf_pool_put(&s->rbufs, c->rbuf);
     release_out(c);
     buf_free(&c->body);
@@ -257,7 +261,7 @@ static void answer_parse_error(vie_conn *c, http_error e)
 {
     vie_ctx *x = c->ctx;
     x->keep_alive = false;
-    c->srv->app->stats.bad_requests++;
+    c->srv->app->stats->bad_requests++;
     LOG_DEBUG("conn %p: bad request: %s", (void *)c, http_error_reason(e));
     /* The head may not have parsed: answer as HTTP/1.1 to an unknown method. */
     x->req.method_id = HTTP_M_OTHER;
@@ -270,6 +274,7 @@ static void request_done(vie_conn *c)
 {
     server *s = c->srv;
     bool keep = c->ctx->keep_alive && !s->stopping;
+    metrics_request_done(c->ctx);
     ctx_release(&s->ctxs, c->ctx);
     c->ctx = NULL;
     if (c->body.data) buf_free(&c->body);
@@ -304,6 +309,7 @@ static bool serve(vie_conn *c)
     x->keep_alive = x->req.keep_alive && !s->stopping &&
                     (o->max_keepalive_requests == 0 || c->requests + 1 < o->max_keepalive_requests);
     x->on_complete = on_request_complete;
+    metrics_request_start(x);
     dispatch_request(x);
     if (x->exec == EXEC_PARKED) return false;
     request_done(c);
@@ -633,12 +639,12 @@ void conn_on_timeout(vie_conn *c)
             timeout_set(c, TO_WRITE);
             return;
         }
-        s->app->stats.timeouts++;
+        s->app->stats->timeouts++;
         LOG_INFO("conn %p: client read nothing for %u ms; closing", (void *)c, s->timeouts[k].ms);
         conn_abort(c, NULL);
         return;
     }
-    s->app->stats.timeouts++;
+    s->app->stats->timeouts++;
     /* Head or body too slow: say so, then close (slowloris). */
     LOG_INFO("conn %p: %s not received within %u ms; answering 408", (void *)c,
              k == TO_HEAD ? "request head" : "request body", s->timeouts[k].ms);

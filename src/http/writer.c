@@ -14,7 +14,7 @@ static const char *const state_names[] = {"none", "head", "body", "ended"};
 
 static int refuse(vie_ctx *c, const char *call, int err, const char *why)
 {
-    c->app->stats.writer_refusals++;
+    c->app->stats->writer_refusals++;
     LOG_WARN("response: %s refused for %.*s %.*s: %s (state %s, in %s)", call,
              (int)c->req.method_len, c->req.method ? c->req.method : "", (int)c->path.len,
              c->path.ptr ? c->path.ptr : "", why, state_names[c->res.state],

@@ -96,7 +96,7 @@ static void refuse_connection(server *s)
         uv_try_write((uv_stream_t *)t, &b, 1);
     }
     uv_close((uv_handle_t *)t, free_handle);
-    s->app->stats.conn_refused_limit++;
+    s->app->stats->conn_refused_limit++;
     uint64_t suppressed;
     if (log_ratelimit_allow(&s->limit_log, server_now(s), &suppressed))
         LOG_WARN("max_connections (%u) reached: refusing new connections with 503 "
