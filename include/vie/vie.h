@@ -111,8 +111,10 @@ typedef struct vie_options {
         request_timeout_ms; /* deadline of each request from its head; 504 after; default 60000 */
     uint32_t
         async_timeout_ms; /* default longest VIE_PENDING of a layer; 504 after; default 30000 */
-    bool debug;           /* print every route's pipeline at start */
-    bool debug_endpoints; /* serve GET /debug/pipeline (JSON) */
+    int workers;          /* worker processes under a supervisor; 0: this process alone */
+    uint32_t restart_backoff_max_ms; /* crash-loop back-off ceiling; default 30000 */
+    bool debug;                      /* print every route's pipeline at start */
+    bool debug_endpoints;            /* serve GET /debug/pipeline (JSON) */
 } vie_options;
 
 VIE_API void vie_options_init(vie_options *o);

@@ -1,6 +1,12 @@
 /* The embedded default app: enough to see Vie answer on a fresh machine. */
 #include "cli/default_app.h"
 
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
 static vie_status hello(vie_ctx *c, void *arg)
 {
     (void)arg;
@@ -21,18 +27,97 @@ static vie_status echo(vie_ctx *c, void *arg)
     vie_str ct = vie_header(c, "Content-Type");
     char type[256] = "application/octet-stream";
     if (ct.ptr && ct.len < sizeof type) {
-        for (size_t i = 0; i < ct.len; i++)
-            type[i] = ct.ptr[i];
+        memcpy(type, ct.ptr, ct.len);
         type[ct.len] = '\0';
     }
     return vie_send(c, 200, type, body.ptr, body.len);
 }
 
-int default_app_register(vie_app *app)
+/* ------------------------------------------------------------------ */
+/* Chaos routes (--chaos only): failures on purpose, to test the
+ * machinery that contains them. */
+
+typedef struct nap {
+    uv_timer_t timer;
+    vie_ref ref;
+    unsigned ms;
+} nap;
+
+static void nap_free(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void nap_done(uv_timer_t *t)
+{
+    nap *n = t->data;
+    vie_ctx *c = vie_ref_get(n->ref);
+    if (c) {
+        char body[48];
+        snprintf(body, sizeof body, "slept %u", n->ms);
+        vie_send_text(c, 200, body);
+        vie_resume(n->ref, VIE_DONE);
+    }
+    uv_close((uv_handle_t *)&n->timer, nap_free);
+}
+
+static void nap_cancel(void *arg)
+{
+    nap *n = arg;
+    uv_timer_stop(&n->timer);
+    uv_close((uv_handle_t *)&n->timer, nap_free);
+}
+
+/* GET /chaos/sleep?ms=N: answers after N ms without blocking the loop. */
+static vie_status chaos_sleep(vie_ctx *c, void *arg)
+{
+    (void)arg;
+    vie_str v = vie_query_param(c, "ms");
+    char digits[16] = "0";
+    if (v.ptr && v.len < sizeof digits) {
+        memcpy(digits, v.ptr, v.len);
+        digits[v.len] = '\0';
+    }
+    char *end;
+    unsigned long ms = strtoul(digits, &end, 10);
+    if (*end || ms > 60000) return vie_send_problem(c, 400, "ms must be 0 to 60000");
+    nap *n = malloc(sizeof *n);
+    if (!n) return vie_send_problem(c, 503, "out of memory");
+    n->ref = vie_ref_of(c);
+    n->ms = (unsigned)ms;
+    uv_timer_init(vie_loop(c), &n->timer);
+    n->timer.data = n;
+    uv_timer_start(&n->timer, nap_done, ms, 0);
+    vie_on_cancel(c, nap_cancel, n);
+    return VIE_PENDING;
+}
+
+static vie_status chaos_panic(vie_ctx *c, void *arg)
+{
+    (void)arg;
+    vie_panic(c, "chaos: panic on purpose");
+}
+
+/* GET /chaos/crash?kind=segv|abort: a real crash of the worker. */
+static vie_status chaos_crash(vie_ctx *c, void *arg)
+{
+    (void)arg;
+    vie_str kind = vie_query_param(c, "kind");
+    if (kind.ptr && kind.len == 5 && !memcmp(kind.ptr, "abort", 5)) abort();
+    volatile int *volatile nowhere = NULL;
+    *nowhere = 1; /* a NULL write: SIGSEGV */
+    return vie_send_problem(c, 500, "the crash did not happen");
+}
+
+int default_app_register(vie_app *app, bool chaos)
 {
     int rc;
     if ((rc = vie_route(app, "GET", "/", hello, NULL)) != VIE_OK) return rc;
     if ((rc = vie_route(app, "GET", "/healthz", healthz, NULL)) != VIE_OK) return rc;
     if ((rc = vie_route(app, "POST", "/echo", echo, NULL)) != VIE_OK) return rc;
-    return vie_route(app, "GET", "/metrics", vie_metrics_handler, NULL);
+    if ((rc = vie_route(app, "GET", "/metrics", vie_metrics_handler, NULL)) != VIE_OK) return rc;
+    if (!chaos) return VIE_OK;
+    if ((rc = vie_route(app, "GET", "/chaos/sleep", chaos_sleep, NULL)) != VIE_OK) return rc;
+    if ((rc = vie_route(app, "GET", "/chaos/panic", chaos_panic, NULL)) != VIE_OK) return rc;
+    return vie_route(app, "GET", "/chaos/crash", chaos_crash, NULL);
 }

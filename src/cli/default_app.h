@@ -4,6 +4,8 @@
 
 #include "vie/vie.h"
 
-int default_app_register(vie_app *app);
+/* GET /, /healthz, /metrics and POST /echo; with chaos, also the routes
+ * that fail on purpose (/chaos/sleep, /chaos/panic, /chaos/crash). */
+int default_app_register(vie_app *app, bool chaos);
 
 #endif

@@ -31,7 +31,14 @@ static const char usage[] =
     "      --write-timeout MS          longest pause of a client that does not read (default "
     "30000)\n"
     "      --max-keepalive-requests N  requests per connection, 0 = no limit (default 0)\n"
+    "  -w, --workers N                 worker processes under a supervisor that restarts\n"
+    "                                  them; 0 = serve from this one process (default 0)\n"
+    "      --drain-timeout MS          on stop and reload, in-flight requests get this\n"
+    "                                  long to finish (default 10000)\n"
     "      --log-level LEVEL           debug, info, warn, error (default info)\n"
+    "      --chaos                     add routes that fail on purpose, for chaos tests:\n"
+    "                                  /chaos/sleep?ms=N, /chaos/panic,\n"
+    "                                  /chaos/crash?kind=segv|abort (off by default)\n"
     "      --debug                     print every route's pipeline at start and serve\n"
     "                                  GET /debug/pipeline (JSON)\n"
     "\n"
@@ -79,6 +86,8 @@ enum {
     OPT_MAX_KA_REQUESTS,
     OPT_LOG_LEVEL,
     OPT_DEBUG,
+    OPT_DRAIN,
+    OPT_CHAOS,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -97,16 +106,20 @@ static int cmd_serve(int argc, char **argv)
         {"max-keepalive-requests", required_argument, NULL, OPT_MAX_KA_REQUESTS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"debug", no_argument, NULL, OPT_DEBUG},
+        {"workers", required_argument, NULL, 'w'},
+        {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+        {"chaos", no_argument, NULL, OPT_CHAOS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     vie_options o;
     vie_options_init(&o);
+    bool chaos = false;
     int ch;
     unsigned long long v;
     const unsigned long long ms_max = 24ull * 3600 * 1000;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":l:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":l:w:h", opts, NULL)) != -1) {
         const char *name = argc >= optind && optind > 0 ? argv[optind - 1] : "option";
         switch (ch) {
         case 'l': o.listen = optarg; break;
@@ -162,6 +175,15 @@ static int cmd_serve(int argc, char **argv)
             vie_log_set_level((vie_log_level)level);
             break;
         }
+        case 'w':
+            if (parse_u64(name, optarg, 0, 256, &v)) return EXIT_USAGE;
+            o.workers = (int)v;
+            break;
+        case OPT_DRAIN:
+            if (parse_u64(name, optarg, 1, ms_max, &v)) return EXIT_USAGE;
+            o.drain_timeout_ms = (uint32_t)v;
+            break;
+        case OPT_CHAOS: chaos = true; break;
         case OPT_DEBUG:
             o.debug = true;
             o.debug_endpoints = true;
@@ -177,7 +199,7 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "vie: out of memory\n");
         return EXIT_RUNTIME;
     }
-    int rc = default_app_register(app);
+    int rc = default_app_register(app, chaos);
     if (rc == VIE_OK) rc = vie_app_run(app);
     vie_app_free(app);
     return rc == VIE_OK ? EXIT_OK : EXIT_RUNTIME;

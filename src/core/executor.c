@@ -285,9 +285,14 @@ static void on_panic(vie_ctx *c)
         ((route_entry *)c->route)->n->panics++;
     else
         c->route->chain.layers[c->pos]->n->panics++;
-    LOG_ERROR("panic in %s %s (route %s, " REQ_FMT "): %s: %s", is_handler(c) ? "handler" : "layer",
-              who(c), c->route->label, REQ_ARGS(c), c->panic_msg,
-              vie_responded(c) ? "the response had begun: closing the connection" : "500 sent");
+    if (is_handler(c))
+        LOG_ERROR("panic in the handler of route %s (" REQ_FMT "): %s: %s", c->route->label,
+                  REQ_ARGS(c), c->panic_msg,
+                  vie_responded(c) ? "the response had begun: closing the connection" : "500 sent");
+    else
+        LOG_ERROR("panic in layer %s (route %s, " REQ_FMT "): %s: %s", who(c), c->route->label,
+                  REQ_ARGS(c), c->panic_msg,
+                  vie_responded(c) ? "the response had begun: closing the connection" : "500 sent");
     fail(c, 500, "the request failed inside the server");
     finish(c);
 }

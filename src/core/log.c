@@ -11,8 +11,21 @@
 #include <unistd.h>
 
 static vie_log_level g_level = VIE_LOG_INFO;
+static char g_prefix[48]; /* "worker 1.0 " in workers; empty in a single process */
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+
+void log_set_prefix(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(g_prefix, sizeof g_prefix - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n > sizeof g_prefix - 2) n = (int)sizeof g_prefix - 2;
+    g_prefix[n] = ' ';
+    g_prefix[n + 1] = '\0';
+}
 
 void vie_log_set_level(vie_log_level level)
 {
@@ -32,9 +45,9 @@ void vie_logv(vie_log_level level, const char *fmt, va_list ap)
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s ",
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), level_names[level]);
+                     (int)(tv.tv_usec / 1000), level_names[level], g_prefix);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2) len = sizeof line - 2; /* truncated: still one line */

@@ -10,6 +10,8 @@
 
 void vie_logv(vie_log_level level, const char *fmt, va_list ap);
 bool log_enabled(vie_log_level level);
+/* Every line of this process starts with this after the level ("worker 1.0"). */
+void log_set_prefix(const char *fmt, ...) VIE_PRINTF(1, 2);
 
 #define LOG_DEBUG(...) vie_log(VIE_LOG_DEBUG, __VA_ARGS__)
 #define LOG_INFO(...)  vie_log(VIE_LOG_INFO, __VA_ARGS__)

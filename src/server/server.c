@@ -1,12 +1,15 @@
 /* The event loop of one process: listen, accept, sweep timeouts, stop. */
 #include "server/server.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http/conn.h"
+#include "server/supervisor.h"
 
 /* ------------------------------------------------------------------ */
 /* Buffer pool                                                         */
@@ -192,6 +195,14 @@ static void on_wakeup(uv_async_t *a)
     server_begin_stop(a->data);
 }
 
+static void on_sigusr1(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    /* Log files come with the access log; stderr needs no reopening. */
+    LOG_INFO("SIGUSR1: no log file to reopen");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     LOG_INFO("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -253,39 +264,77 @@ static int server_init(server *s, vie_app *app)
         s->sigint.data = s->sigterm.data = s;
         uv_signal_start(&s->sigint, on_signal, SIGINT);
         uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+        uv_signal_init(&s->loop, &s->sigusr1);
+        s->sigusr1.data = s;
+        uv_signal_start(&s->sigusr1, on_sigusr1, SIGUSR1);
     }
     return VIE_OK;
 }
 
-static int server_listen(server *s)
+/* Log the address a listening socket is bound to; returns its port. */
+static int log_bound(uv_os_fd_t fd)
 {
-    const vie_options *o = &s->app->opt;
+    struct sockaddr_storage bound;
+    socklen_t len = sizeof bound;
+    char ip[64] = "?";
+    if (getsockname(fd, (struct sockaddr *)&bound, &len) != 0) return 0;
+    if (bound.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&bound, ip, sizeof ip);
+        int port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+        LOG_INFO("listening on http://[%s]:%d", ip, port);
+        return port;
+    }
+    uv_ip4_name((struct sockaddr_in *)&bound, ip, sizeof ip);
+    int port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    LOG_INFO("listening on http://%s:%d", ip, port);
+    return port;
+}
+
+int server_listen_socket(const vie_options *o, int *fd_out)
+{
     struct sockaddr_storage ss;
     if (parse_listen(o->listen, &ss) != 0) {
         LOG_ERROR("cannot listen on \"%s\": expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
                   o->listen);
         return VIE_EINVAL;
     }
-    int rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, o->backlog) != 0) {
+        int err = errno;
+        LOG_ERROR("cannot listen on %s: %s", o->listen, uv_strerror(uv_translate_sys_error(err)));
+        if (fd >= 0) close(fd);
+        return VIE_EIO;
+    }
+    log_bound(fd);
+    *fd_out = fd;
+    return VIE_OK;
+}
+
+/* Listen on the app's address, or on an inherited listening socket. */
+static int server_listen(server *s, int fd)
+{
+    const vie_options *o = &s->app->opt;
+    int rc;
+    if (fd < 0) {
+        rc = server_listen_socket(o, &fd);
+        if (rc != VIE_OK) return rc;
+    }
+    rc = uv_tcp_open(&s->listener, fd);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, o->backlog, on_connection);
     if (rc != 0) {
-        LOG_ERROR("cannot listen on %s: %s", o->listen, uv_strerror(rc));
+        LOG_ERROR("cannot accept on %s: %s", o->listen, uv_strerror(rc));
         return VIE_EIO;
     }
     s->listening = true;
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
-    char ip[64] = "?";
-    if (bound.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&bound, ip, sizeof ip);
-        s->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
-        LOG_INFO("listening on http://[%s]:%d", ip, s->port);
-    } else {
-        uv_ip4_name((struct sockaddr_in *)&bound, ip, sizeof ip);
-        s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-        LOG_INFO("listening on http://%s:%d", ip, s->port);
-    }
+    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
     return VIE_OK;
 }
 
@@ -299,25 +348,17 @@ static void server_destroy(server *s)
     buf_pool_destroy(&s->obufs);
 }
 
-int vie_app_run(vie_app *app)
+int server_serve(vie_app *app, int listen_fd)
 {
-    if (!app) return VIE_EINVAL;
-    if (atomic_load(&app->srv)) {
-        LOG_ERROR("vie_app_run refused: the app is already running");
-        return VIE_ESTATE;
-    }
-    int rc = vie_app_freeze(app);
-    if (rc != VIE_OK) return rc;
     signal(SIGPIPE, SIG_IGN); /* a peer that goes away is an error code, not a death */
-
     server *s = malloc(sizeof *s);
     if (!s) return VIE_ENOMEM;
-    rc = server_init(s, app);
+    int rc = server_init(s, app);
     if (rc != VIE_OK) {
         free(s);
         return rc;
     }
-    rc = server_listen(s);
+    rc = server_listen(s, listen_fd);
     if (rc == VIE_OK) {
         uv_timer_start(&s->tick, on_tick, tick_interval(&app->opt), tick_interval(&app->opt));
         atomic_store(&app->srv, s);
@@ -331,6 +372,19 @@ int vie_app_run(vie_app *app)
     server_destroy(s);
     free(s);
     return rc;
+}
+
+int vie_app_run(vie_app *app)
+{
+    if (!app) return VIE_EINVAL;
+    if (atomic_load(&app->srv)) {
+        LOG_ERROR("vie_app_run refused: the app is already running");
+        return VIE_ESTATE;
+    }
+    int rc = vie_app_freeze(app);
+    if (rc != VIE_OK) return rc;
+    if (app->opt.workers > 0) return supervisor_run(app);
+    return server_serve(app, -1);
 }
 
 void vie_app_stop(vie_app *app)

@@ -47,7 +47,7 @@ typedef struct server {
     uv_timer_t tick;
     uv_timer_t drain;
     uv_async_t wakeup;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sigusr1;
     ctx_pool ctxs;
     buf_pool rbufs; /* connection read buffers */
     buf_pool obufs; /* connection output buffers */
@@ -65,6 +65,15 @@ static inline uint64_t server_now(server *s)
 {
     return uv_now(&s->loop);
 }
+
+/* Bind and listen on o->listen (logs the address); the socket is
+ * non-blocking and close-on-exec. */
+int server_listen_socket(const vie_options *o, int *fd_out);
+
+/* Serve app (frozen) on this process's loop until stopped, on listen_fd
+ * (inherited from the supervisor) or, when it is -1, on a socket of its
+ * own. */
+int server_serve(vie_app *app, int listen_fd);
 
 /* Begin a graceful stop: no new connections, idle ones closed, the others
  * finish their request and close; after drain_timeout_ms, all close. */

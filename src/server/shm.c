@@ -16,8 +16,8 @@ shm_region *shm_create(size_t size)
 {
     shm_region *r = calloc(1, sizeof *r);
     if (!r) return NULL;
-    r->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    r->base =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (r->base == MAP_FAILED) {
         LOG_ERROR("cannot map %zu bytes of shared memory", size);
         free(r);
