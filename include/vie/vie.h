@@ -90,6 +90,13 @@ typedef vie_status (*vie_handler_fn)(vie_ctx *c, void *arg);
 /* ------------------------------------------------------------------ */
 /* App                                                                 */
 
+/* What a crash signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) inside a
+ * layer or handler does. See the README, "When a handler crashes". */
+typedef enum vie_on_crash {
+    VIE_ON_CRASH_RECOVER = 0, /* answer the culprit 500, then the worker drains and is replaced */
+    VIE_ON_CRASH_EXIT,        /* answer the culprit 500 from the signal handler and die */
+} vie_on_crash;
+
 /* Server options. Start from vie_options_init() and change what you need;
  * every limit has a safe default. Sizes are bytes, times milliseconds. */
 typedef struct vie_options {
@@ -110,8 +117,9 @@ typedef struct vie_options {
     uint32_t
         request_timeout_ms; /* deadline of each request from its head; 504 after; default 60000 */
     uint32_t
-        async_timeout_ms; /* default longest VIE_PENDING of a layer; 504 after; default 30000 */
-    int workers;          /* worker processes under a supervisor; 0: this process alone */
+        async_timeout_ms;  /* default longest VIE_PENDING of a layer; 504 after; default 30000 */
+    int workers;           /* worker processes under a supervisor; 0: this process alone */
+    vie_on_crash on_crash; /* default VIE_ON_CRASH_RECOVER */
     uint32_t restart_backoff_max_ms; /* crash-loop back-off ceiling; default 30000 */
     bool debug;                      /* print every route's pipeline at start */
     bool debug_endpoints;            /* serve GET /debug/pipeline (JSON) */

@@ -33,6 +33,9 @@ static const char usage[] =
     "      --max-keepalive-requests N  requests per connection, 0 = no limit (default 0)\n"
     "  -w, --workers N                 worker processes under a supervisor that restarts\n"
     "                                  them; 0 = serve from this one process (default 0)\n"
+    "      --on-crash recover|exit     a crash signal in a handler: answer 500 and replace\n"
+    "                                  the worker after it drains (recover, default), or\n"
+    "                                  answer 500 and die at once (exit)\n"
     "      --drain-timeout MS          on stop and reload, in-flight requests get this\n"
     "                                  long to finish (default 10000)\n"
     "      --log-level LEVEL           debug, info, warn, error (default info)\n"
@@ -88,6 +91,7 @@ enum {
     OPT_DEBUG,
     OPT_DRAIN,
     OPT_CHAOS,
+    OPT_ON_CRASH,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -109,6 +113,7 @@ static int cmd_serve(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'},
         {"drain-timeout", required_argument, NULL, OPT_DRAIN},
         {"chaos", no_argument, NULL, OPT_CHAOS},
+        {"on-crash", required_argument, NULL, OPT_ON_CRASH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -184,6 +189,14 @@ static int cmd_serve(int argc, char **argv)
             o.drain_timeout_ms = (uint32_t)v;
             break;
         case OPT_CHAOS: chaos = true; break;
+        case OPT_ON_CRASH:
+            if (!strcmp(optarg, "recover"))
+                o.on_crash = VIE_ON_CRASH_RECOVER;
+            else if (!strcmp(optarg, "exit"))
+                o.on_crash = VIE_ON_CRASH_EXIT;
+            else
+                return bad_usage("--on-crash expects recover or exit, got \"%s\"", optarg);
+            break;
         case OPT_DEBUG:
             o.debug = true;
             o.debug_endpoints = true;

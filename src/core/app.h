@@ -129,6 +129,7 @@ struct vie_app {
     _Atomic(struct server *) srv; /* set while running; vie_app_stop reads it */
     atomic_bool stop_requested;
     struct testkit *testkit;         /* vie_test_begin */
+    volatile bool tainted;           /* a crash signal was contained: this process must go */
     struct shm_region *shm;          /* counters shared by every worker */
     vie_stats *stats;                /* in shm */
     _Atomic uint64_t *key_conflicts; /* in shm, per key slot */

@@ -62,6 +62,7 @@ vie_ctx *ctx_acquire(ctx_pool *p, vie_buf *out)
     c->keep_alive = true;
     c->early_resume = -1;
     c->actor = "vie";
+    c->raw_fd = -1;
     return c;
 }
 

@@ -76,6 +76,8 @@ struct vie_ctx {
     bool was_parked;     /* completes outside dispatch: tell the owner */
     bool cancelled;      /* deadline or client gone */
     bool in_flight;      /* counted in the in-flight gauge */
+    int crash_signal;    /* the crash signal being unwound, 0 for a panic */
+    int raw_fd;          /* the socket, for answers from a signal handler; -1 if none */
     bool truncated;      /* a response that began went wrong: close, don't finish it */
     bool panic_armed;    /* panic_jmp is a live jump point */
     const char *panic_msg;

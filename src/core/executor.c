@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/dispatch.h"
+#include "core/executor_current.h"
 #include "core/log.h"
 #include "http/writer.h"
 
@@ -274,15 +276,38 @@ static void run_loop(vie_ctx *c, uint64_t now)
     finish(c);
 }
 
+/* A crash signal in the hook or handler at c->pos was unwound here. The
+ * process may be damaged: answer, count, and taint it. */
+static void on_crash(vie_ctx *c)
+{
+    c->app->stats->crashes++;
+    if (is_handler(c))
+        c->route->n->crashes++;
+    else
+        c->route->chain.layers[c->pos]->n->crashes++;
+    c->app->tainted = true;
+    LOG_ERROR("crash: signal %d in %s %s (route %s, " REQ_FMT "): %s; this process is tainted",
+              c->crash_signal, is_handler(c) ? "the handler of" : "layer", who(c), c->route->label,
+              REQ_ARGS(c),
+              vie_responded(c) ? "the response had begun: closing the connection" : "500 sent");
+    c->keep_alive = false;
+    fail(c, 500, "the request failed inside the server");
+    finish(c);
+}
+
 /* A before hook or the handler at c->pos called vie_panic. */
 static void on_panic(vie_ctx *c)
 {
     c->trail[c->pos].leave_ns = clock_now_ns();
     c->trail[c->pos].outcome = OUTCOME_REFUSED;
     c->in_hook = false;
+    if (c->crash_signal) {
+        on_crash(c);
+        return;
+    }
     c->app->stats->panics++;
     if (is_handler(c))
-        ((route_entry *)c->route)->n->panics++;
+        c->route->n->panics++;
     else
         c->route->chain.layers[c->pos]->n->panics++;
     if (is_handler(c))
@@ -302,12 +327,15 @@ static void on_panic(vie_ctx *c)
  * jump; the loop's state is in run_loop and c. */
 static void run(vie_ctx *c, uint64_t now)
 {
+    vie_ctx *outer = executor_current; /* a resume can run inside another request's hook */
+    executor_current = c;
     if (sigsetjmp(c->panic_jmp, 0) != 0) {
         on_panic(c);
-        return;
+    } else {
+        c->panic_armed = true;
+        run_loop(c, now);
     }
-    c->panic_armed = true;
-    run_loop(c, now);
+    executor_current = outer;
 }
 
 /* One after hook, under its own jump point: a panic in it skips the rest
@@ -317,16 +345,27 @@ static void call_after(vie_ctx *c, layer *l, uint32_t i)
     c->cur = l;
     c->actor = l->mw.name;
     uint64_t t0 = clock_now_ns();
+    vie_ctx *outer = executor_current;
+    executor_current = c;
     if (sigsetjmp(c->panic_jmp, 0) == 0) {
         c->panic_armed = true;
         l->mw.after(c, l->state);
         c->panic_armed = false;
+    } else if (c->crash_signal) {
+        l->n->crashes++;
+        c->app->stats->crashes++;
+        c->app->tainted = true;
+        LOG_ERROR("crash: signal %d in the after hook of layer %s (route %s, " REQ_FMT
+                  "); this process is tainted",
+                  c->crash_signal, l->mw.name, c->route->label, REQ_ARGS(c));
+        c->crash_signal = 0;
     } else {
         l->n->panics++;
         c->app->stats->panics++;
         LOG_ERROR("panic in the after hook of layer %s (route %s, " REQ_FMT "): %s", l->mw.name,
                   c->route->label, REQ_ARGS(c), c->panic_msg);
     }
+    executor_current = outer;
     c->trail[i].after_ns = clock_now_ns() - t0 + 1; /* never 0 once it ran */
 }
 
@@ -459,6 +498,47 @@ int vie_resume(vie_ref ref, vie_status st)
         finish(c);
     }
     return VIE_OK;
+}
+
+_Thread_local vie_ctx *executor_current;
+
+const char *executor_current_layer(const vie_ctx *c)
+{
+    return c->actor ? c->actor : "vie";
+}
+
+const char *executor_current_route(const vie_ctx *c)
+{
+    return c->route ? c->route->label : "-";
+}
+
+bool executor_can_unwind(const vie_ctx *c)
+{
+    return c->panic_armed;
+}
+
+void executor_crash_answer_raw(vie_ctx *c)
+{
+    static const char answer[] =
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/problem+json\r\n"
+        "Content-Length: 111\r\nConnection: close\r\n\r\n"
+        "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\",\"status\":500,"
+        "\"detail\":\"the request failed inside the server\"}";
+    if (c->raw_fd < 0 || c->res.state != RESP_NONE) return; /* a begun answer: the close says it */
+    /* Earlier pipelined answers still waiting in the buffer go first. */
+    if (c->out && c->out->len) {
+        ssize_t w = write(c->raw_fd, c->out->data, c->out->len);
+        (void)w;
+    }
+    ssize_t w = write(c->raw_fd, answer, sizeof answer - 1);
+    (void)w;
+}
+
+void executor_unwind_crash(vie_ctx *c, int sig)
+{
+    c->crash_signal = sig;
+    c->panic_armed = false;
+    siglongjmp(c->panic_jmp, 2);
 }
 
 void vie_panic(vie_ctx *c, const char *fmt, ...)

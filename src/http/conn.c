@@ -273,6 +273,7 @@ static void answer_parse_error(vie_conn *c, http_error e)
 static void request_done(vie_conn *c)
 {
     server *s = c->srv;
+    if (s->app->tainted && !s->stopping) server_tainted(s);
     bool keep = c->ctx->keep_alive && !s->stopping;
     metrics_request_done(c->ctx);
     ctx_release(&s->ctxs, c->ctx);
@@ -309,6 +310,8 @@ static bool serve(vie_conn *c)
     x->keep_alive = x->req.keep_alive && !s->stopping &&
                     (o->max_keepalive_requests == 0 || c->requests + 1 < o->max_keepalive_requests);
     x->on_complete = on_request_complete;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) x->raw_fd = fd;
     metrics_request_start(x);
     dispatch_request(x);
     if (x->exec == EXEC_PARKED) return false;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "http/conn.h"
+#include "server/crash.h"
 #include "server/supervisor.h"
 
 /* ------------------------------------------------------------------ */
@@ -190,6 +191,19 @@ void server_begin_stop(server *s)
     if (s->n_conns == 0) uv_stop(&s->loop);
 }
 
+void server_tainted(server *s)
+{
+    if (s->app->opt.workers > 0) {
+        LOG_ERROR("this worker contained a crash and may be damaged: it stops accepting, lets "
+                  "its requests finish, and exits for the supervisor to replace it");
+        server_begin_stop(s);
+    } else if (!s->taint_logged) {
+        s->taint_logged = true;
+        LOG_ERROR("this process contained a crash and may be damaged; with no supervisor "
+                  "(workers: 0) it goes on serving: run with workers to have it replaced");
+    }
+}
+
 static void on_wakeup(uv_async_t *a)
 {
     server_begin_stop(a->data);
@@ -351,6 +365,8 @@ static void server_destroy(server *s)
 int server_serve(vie_app *app, int listen_fd)
 {
     signal(SIGPIPE, SIG_IGN); /* a peer that goes away is an error code, not a death */
+    if (crash_install(app->opt.on_crash) != 0)
+        LOG_WARN("cannot install the crash handlers: a crash will kill this process");
     server *s = malloc(sizeof *s);
     if (!s) return VIE_ENOMEM;
     int rc = server_init(s, app);

@@ -57,6 +57,7 @@ typedef struct server {
     log_ratelimit limit_log;
     bool listening;
     bool stopping;
+    bool taint_logged;
     int port;
 } server;
 
@@ -74,6 +75,10 @@ int server_listen_socket(const vie_options *o, int *fd_out);
  * (inherited from the supervisor) or, when it is -1, on a socket of its
  * own. */
 int server_serve(vie_app *app, int listen_fd);
+
+/* A crash was contained in this process: a worker drains and exits (the
+ * supervisor replaces it); a lone process says so and goes on. */
+void server_tainted(server *s);
 
 /* Begin a graceful stop: no new connections, idle ones closed, the others
  * finish their request and close; after drain_timeout_ms, all close. */

@@ -32,6 +32,8 @@
 /* A worker that dies younger than this was probably killed by its start. */
 #define YOUNG_MS         1000
 #define BACKOFF_FIRST_MS 100
+/* A worker that contained a crash drains and exits with this status. */
+#define EXIT_TAINTED 3
 
 typedef struct worker {
     pid_t pid; /* 0: free slot */
@@ -87,7 +89,7 @@ static void worker_main(supervisor *sv, int index, unsigned generation)
     vie_app *app = sv->app;
     app->opt.handle_signals = true;
     int rc = server_serve(app, sv->listen_fd);
-    _exit(rc == VIE_OK ? 0 : 1);
+    _exit(app->tainted ? EXIT_TAINTED : rc == VIE_OK ? 0 : 1);
 }
 
 static worker *free_slot(supervisor *sv)
@@ -158,6 +160,16 @@ static void reap(supervisor *sv)
         *w = (worker){0};
         if (planned && clean) {
             LOG_INFO("supervisor: worker %d (pid %d) drained and exited", index, (int)pid);
+            continue;
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_TAINTED) {
+            LOG_WARN("supervisor: worker %d (pid %d) contained a crash, drained and exited: "
+                     "replacing it",
+                     index, (int)pid);
+            if (!sv->stopping && current) {
+                sv->restart_pending[index] = true;
+                sv->restart_at[index] = now_ms();
+            }
             continue;
         }
         LOG_ERROR("supervisor: worker %d (pid %d) %s after %llu ms%s", index, (int)pid, how,
