@@ -141,7 +141,8 @@ start_server() {
   local name=$1 port=$2 log=$TMP/$1-$2.log i
   shift 2
   case $name in
-    vie) taskset -c "$SERVER_CPU" "$VIE" serve --listen "127.0.0.1:$port" "$@" >"$log" 2>&1 & ;;
+    # One process, as nginx runs one worker here.
+    vie) taskset -c "$SERVER_CPU" "$VIE" serve --workers 0 --listen "127.0.0.1:$port" "$@" >"$log" 2>&1 & ;;
     nginx)
       local conf
       conf=$(nginx_conf "$port")

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/default_app.h"
 #include "vie/vie.h"
@@ -32,7 +33,8 @@ static const char usage[] =
     "30000)\n"
     "      --max-keepalive-requests N  requests per connection, 0 = no limit (default 0)\n"
     "  -w, --workers N                 worker processes under a supervisor that restarts\n"
-    "                                  them; 0 = serve from this one process (default 0)\n"
+    "                                  them; 0 = serve from this one process (default:\n"
+    "                                  one per core)\n"
     "      --on-crash recover|exit     a crash signal in a handler: answer 500 and replace\n"
     "                                  the worker after it drains (recover, default), or\n"
     "                                  answer 500 and die at once (exit)\n"
@@ -119,6 +121,8 @@ static int cmd_serve(int argc, char **argv)
     };
     vie_options o;
     vie_options_init(&o);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o.workers = cores > 0 ? (int)cores : 1; /* one per core unless told otherwise */
     bool chaos = false;
     int ch;
     unsigned long long v;

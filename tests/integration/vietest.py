@@ -87,6 +87,11 @@ class Server:
 
     def __init__(self, *flags, listen=HOST + ":0", env=None):
         self.flags = list(flags)
+        # vie serve runs one worker per core by default; the tests that
+        # count a process's fds or connections mean one process, so they
+        # get --workers 0 unless they ask for workers themselves.
+        if not any(f in ("--workers", "-w") or str(f).startswith("--workers=") for f in self.flags):
+            self.flags = ["--workers", "0"] + self.flags
         self.listen = listen
         self.env = env
         self.proc = None
