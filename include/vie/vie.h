@@ -122,7 +122,8 @@ typedef struct vie_options {
     vie_on_crash on_crash; /* default VIE_ON_CRASH_RECOVER */
     uint32_t restart_backoff_max_ms; /* crash-loop back-off ceiling; default 30000 */
     bool debug;                      /* print every route's pipeline at start */
-    bool debug_endpoints;            /* serve GET /debug/pipeline (JSON) */
+    bool debug_endpoints;            /* serve GET /debug/pipeline and /debug/requests (JSON) */
+    uint32_t watchdog_ms;            /* log a request stuck this long in one layer; default 10000 */
 } vie_options;
 
 VIE_API void vie_options_init(vie_options *o);

@@ -44,8 +44,10 @@ static const char usage[] =
     "      --chaos                     add routes that fail on purpose, for chaos tests:\n"
     "                                  /chaos/sleep?ms=N, /chaos/panic,\n"
     "                                  /chaos/crash?kind=segv|abort (off by default)\n"
+    "      --watchdog MS               log a request stuck this long in one layer, with its\n"
+    "                                  trail (default 10000)\n"
     "      --debug                     print every route's pipeline at start and serve\n"
-    "                                  GET /debug/pipeline (JSON)\n"
+    "                                  GET /debug/pipeline and /debug/requests (JSON)\n"
     "\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
@@ -94,6 +96,7 @@ enum {
     OPT_DRAIN,
     OPT_CHAOS,
     OPT_ON_CRASH,
+    OPT_WATCHDOG,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -116,6 +119,7 @@ static int cmd_serve(int argc, char **argv)
         {"drain-timeout", required_argument, NULL, OPT_DRAIN},
         {"chaos", no_argument, NULL, OPT_CHAOS},
         {"on-crash", required_argument, NULL, OPT_ON_CRASH},
+        {"watchdog", required_argument, NULL, OPT_WATCHDOG},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -193,6 +197,10 @@ static int cmd_serve(int argc, char **argv)
             o.drain_timeout_ms = (uint32_t)v;
             break;
         case OPT_CHAOS: chaos = true; break;
+        case OPT_WATCHDOG:
+            if (parse_u64(name, optarg, 1, ms_max, &v)) return EXIT_USAGE;
+            o.watchdog_ms = (uint32_t)v;
+            break;
         case OPT_ON_CRASH:
             if (!strcmp(optarg, "recover"))
                 o.on_crash = VIE_ON_CRASH_RECOVER;

@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/describe.h"
 #include "core/log.h"
+#include "core/inflight.h"
 #include "core/metrics.h"
 #include "server/shm.h"
 #include "vie/vie_test.h"
@@ -31,6 +32,7 @@ void vie_options_init(vie_options *o)
     o->handle_signals = true;
     o->request_timeout_ms = 60000;
     o->async_timeout_ms = 30000;
+    o->watchdog_ms = 10000;
 }
 
 /* Zero means "default" for every option that has no meaningful zero. */
@@ -51,6 +53,7 @@ static void options_fill_defaults(vie_options *o)
     if (!o->write_timeout_ms) o->write_timeout_ms = d.write_timeout_ms;
     if (!o->drain_timeout_ms) o->drain_timeout_ms = d.drain_timeout_ms;
     if (!o->async_timeout_ms) o->async_timeout_ms = d.async_timeout_ms;
+    if (!o->watchdog_ms) o->watchdog_ms = d.watchdog_ms;
     /* The request line is part of the head: a larger limit could never bite. */
     if (o->max_request_line > o->max_header_bytes) o->max_request_line = o->max_header_bytes;
 }
@@ -74,6 +77,8 @@ vie_app *vie_app_new(const vie_options *opt)
         app->stats = shm_alloc(app->shm, sizeof *app->stats);
         app->unmatched = shm_alloc(app->shm, sizeof *app->unmatched * (HTTP_M_CONNECT + 1));
         app->key_conflicts = shm_alloc(app->shm, sizeof *app->key_conflicts * VIE_MAX_KEYS);
+        app->inflight =
+            shm_alloc(app->shm, sizeof(inflight_slot) * INFLIGHT_REGIONS * INFLIGHT_SLOTS);
     }
     if (!app->listen || !app->router || !app->stats || !app->unmatched || !app->key_conflicts) {
         vie_app_free(app);
@@ -357,6 +362,7 @@ int vie_route_with(vie_app *app, const char *method, const char *pattern, vie_ha
                : rc == ROUTER_ENOMEM  ? VIE_ENOMEM
                                       : VIE_EINVAL;
     }
+    r->index = (uint32_t)app->n_routes;
     if (ptr_array_push((void ***)&app->routes, &app->n_routes, &app->cap_routes, r) != 0) {
         /* The router holds it now: keep it reachable for vie_app_free. */
         LOG_ERROR("vie_route(%s %s): out of memory", method, r->pattern);
@@ -381,6 +387,8 @@ int vie_app_freeze(vie_app *app)
     clock_now_ns(); /* calibrate the clock before any request or thread */
     if (app->opt.debug_endpoints) {
         int rc = vie_route(app, "GET", "/debug/pipeline", describe_debug_handler, NULL);
+        if (rc == VIE_OK)
+            rc = vie_route(app, "GET", "/debug/requests", inflight_debug_handler, NULL);
         if (rc != VIE_OK) return rc;
     }
     int rc = pipeline_build(app);

@@ -83,6 +83,7 @@ typedef struct route_entry {
     uint32_t timeout_ms;
     chain chain;
     route_counters *n; /* in shared memory: totals across workers */
+    uint32_t index;    /* in app->routes: the same in every worker */
 } route_entry;
 
 /* Counters of events that must never pass silently. The metrics issue
@@ -134,6 +135,7 @@ struct vie_app {
     vie_stats *stats;                /* in shm */
     _Atomic uint64_t *key_conflicts; /* in shm, per key slot */
     route_counters *unmatched;       /* in shm, per http_method id: requests no route took */
+    struct inflight_slot *inflight;  /* in shm: every worker\'s requests in flight */
 };
 
 /* Refuse a registration call on a frozen app: logs, counts, VIE_EFROZEN. */

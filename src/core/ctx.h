@@ -70,16 +70,17 @@ struct vie_ctx {
     bool keep_alive;   /* the connection stays open after this response */
 
     /* The executor's state (executor.c). */
-    uint8_t exec;        /* exec_state */
-    int8_t early_resume; /* a vie_resume that came while its layer was still running */
-    bool in_hook;        /* inside a before hook or the handler */
-    bool was_parked;     /* completes outside dispatch: tell the owner */
-    bool cancelled;      /* deadline or client gone */
-    bool in_flight;      /* counted in the in-flight gauge */
-    int crash_signal;    /* the crash signal being unwound, 0 for a panic */
-    int raw_fd;          /* the socket, for answers from a signal handler; -1 if none */
-    bool truncated;      /* a response that began went wrong: close, don't finish it */
-    bool panic_armed;    /* panic_jmp is a live jump point */
+    uint8_t exec;               /* exec_state */
+    int8_t early_resume;        /* a vie_resume that came while its layer was still running */
+    bool in_hook;               /* inside a before hook or the handler */
+    bool was_parked;            /* completes outside dispatch: tell the owner */
+    bool cancelled;             /* deadline or client gone */
+    bool in_flight;             /* counted in the in-flight gauge */
+    int crash_signal;           /* the crash signal being unwound, 0 for a panic */
+    int raw_fd;                 /* the socket, for answers from a signal handler; -1 if none */
+    struct inflight_slot *slot; /* its row in /debug/requests, if any */
+    bool truncated;             /* a response that began went wrong: close, don't finish it */
+    bool panic_armed;           /* panic_jmp is a live jump point */
     const char *panic_msg;
     sigjmp_buf panic_jmp;          /* where vie_panic unwinds to (executor.c) */
     bool parked_for_deadline;      /* the park timer stands for the request deadline */

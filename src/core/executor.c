@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/dispatch.h"
 #include "core/executor_current.h"
+#include "core/inflight.h"
 #include "core/log.h"
 #include "http/writer.h"
 
@@ -218,6 +219,10 @@ static void run_loop(vie_ctx *c, uint64_t now)
         }
         vie_trail_entry *e = &trail[pos];
         c->n_trail = pos + 1;
+        if (c->slot) { /* for /debug/requests and the watchdog */
+            atomic_store_explicit(&c->slot->pos, (int32_t)pos, memory_order_relaxed);
+            atomic_store_explicit(&c->slot->layer_enter_ns, now, memory_order_relaxed);
+        }
         e->enter_ns = now;
         e->leave_ns = 0;
         e->after_ns = 0;
@@ -401,6 +406,7 @@ static void finish(vie_ctx *c)
     run_after_hooks(c);
     run_defers(c);
     keys_destroy_values(c);
+    inflight_give(c);
     c->exec = EXEC_DONE;
     if (c->was_parked && c->on_complete) c->on_complete(c);
 }
@@ -419,6 +425,7 @@ void executor_start(vie_ctx *c)
         c->exec = EXEC_DONE;
         return;
     }
+    c->slot = inflight_take(c);
     uint32_t ms = r->timeout_ms ? r->timeout_ms : c->app->opt.request_timeout_ms;
     c->deadline_ns = ms ? c->start_ns + (uint64_t)ms * 1000000u : UINT64_MAX;
     c->exec = EXEC_RUNNING;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/inflight.h"
 #include "http/conn.h"
 #include "server/crash.h"
 #include "server/supervisor.h"
@@ -143,6 +144,10 @@ static void on_tick(uv_timer_t *t)
 {
     server *s = t->data;
     uint64_t now = server_now(s);
+    if (now - s->watchdog_last_ms >= 1000) {
+        s->watchdog_last_ms = now;
+        inflight_watchdog(s->app, s->app->opt.watchdog_ms);
+    }
     for (int k = TO_IDLE; k < TO_KINDS; k++) {
         dlink *head = &s->timeouts[k].head;
         while (!dlist_empty(head)) {

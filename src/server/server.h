@@ -58,6 +58,7 @@ typedef struct server {
     bool listening;
     bool stopping;
     bool taint_logged;
+    uint64_t watchdog_last_ms;
     int port;
 } server;
 

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/inflight.h"
 #include "core/log.h"
 #include "server/server.h"
 
@@ -41,6 +42,7 @@ typedef struct worker {
     unsigned generation;
     uint64_t started_ms;
     bool retiring; /* sent SIGTERM: a planned exit */
+    int region;    /* its rows in the in-flight table */
 } worker;
 
 typedef struct supervisor {
@@ -78,7 +80,7 @@ static sigset_t handled_signals(void)
 }
 
 /* In the child: become a worker and never return. */
-static void worker_main(supervisor *sv, int index, unsigned generation)
+static void worker_main(supervisor *sv, int index, unsigned generation, int region)
 {
     sigset_t set = handled_signals();
     sigprocmask(SIG_UNBLOCK, &set, NULL);
@@ -86,6 +88,7 @@ static void worker_main(supervisor *sv, int index, unsigned generation)
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == 1) _exit(0);
     log_set_prefix("worker %d.%u", index, generation);
+    inflight_set_region(sv->app, region);
     vie_app *app = sv->app;
     app->opt.handle_signals = true;
     int rc = server_serve(app, sv->listen_fd);
@@ -103,13 +106,24 @@ static int spawn(supervisor *sv, int index)
 {
     worker *w = free_slot(sv);
     if (!w) return -1;
+    /* The lowest in-flight region no live worker holds. */
+    int region = 0;
+    for (bool taken = true; taken && region < INFLIGHT_REGIONS; region += taken) {
+        taken = false;
+        for (int i = 0; i < MAX_WORKERS * 2; i++)
+            if (sv->w[i].pid && sv->w[i].region == region) taken = true;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         LOG_ERROR("supervisor: cannot fork worker %d: %s", index, strerror(errno));
         return -1;
     }
-    if (pid == 0) worker_main(sv, index, sv->generation);
-    *w = (worker){.pid = pid, .index = index, .generation = sv->generation, .started_ms = now_ms()};
+    if (pid == 0) worker_main(sv, index, sv->generation, region);
+    *w = (worker){.pid = pid,
+                  .index = index,
+                  .generation = sv->generation,
+                  .started_ms = now_ms(),
+                  .region = region};
     LOG_INFO("supervisor: worker %d.%u started (pid %d)", index, sv->generation, (int)pid);
     return 0;
 }

@@ -1,0 +1,64 @@
+"""/debug/requests across workers, and the watchdog for stuck requests."""
+import json
+import threading
+import time
+import unittest
+
+from vietest import VieTestCase, get, scaled, start_server
+
+
+class TestInflight(VieTestCase):
+    def _sleepers(self, port, n, ms):
+        results = []
+
+        def one():
+            results.append(get(port, "/chaos/sleep?ms=%d" % ms, timeout=scaled(10)).status)
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        return threads, results
+
+    def test_debug_requests_lists_every_workers_requests(self):
+        srv = start_server(self, "--workers", "2", "--chaos", "--debug")
+        threads, results = self._sleepers(srv.port, 4, 1200)
+        # wait until all four are in flight (bounded)
+        deadline = time.monotonic() + scaled(3)
+        sleeping = []
+        while time.monotonic() < deadline:
+            doc = get(srv.port, "/debug/requests").json()
+            sleeping = [r for r in doc["requests"] if r["route"] == "GET /chaos/sleep"]
+            if len(sleeping) == 4:
+                break
+            time.sleep(0.05)
+        self.assertEqual(len(sleeping), 4, sleeping)
+        for r in sleeping:
+            self.assertEqual(r["layer"], "handler")
+            self.assertEqual(r["method"], "GET")
+            self.assertEqual(r["path"], "/chaos/sleep")
+            self.assertGreaterEqual(r["total_ms"], r["in_layer_ms"])
+        for t in threads:
+            t.join(scaled(10))
+        self.assertEqual(results, [200] * 4)
+        # done: no longer listed
+        doc = get(srv.port, "/debug/requests").json()
+        self.assertEqual([r for r in doc["requests"] if r["route"] == "GET /chaos/sleep"], [])
+
+    def test_watchdog_logs_a_stuck_request_once(self):
+        srv = start_server(self, "--workers", "0", "--chaos", "--watchdog", "300")
+        threads, results = self._sleepers(srv.port, 1, 2500)
+        self.assertTrue(srv.wait_log(r"watchdog: GET /chaos/sleep \(route GET /chaos/sleep\) "
+                                     r"has been in handler for \d+ ms; trail: .*\(pending\)",
+                                     scaled(3)), srv.log())
+        for t in threads:
+            t.join(scaled(10))
+        self.assertEqual(results, [200])
+        self.assertEqual(srv.log().count("watchdog:"), 1)
+
+    def test_debug_requests_is_off_without_debug(self):
+        srv = start_server(self)
+        self.assertEqual(get(srv.port, "/debug/requests").status, 404)
+
+
+if __name__ == "__main__":
+    unittest.main()
