@@ -285,11 +285,7 @@ static void run_loop(vie_ctx *c, uint64_t now)
  * process may be damaged: answer, count, and taint it. */
 static void on_crash(vie_ctx *c)
 {
-    c->app->stats->crashes++;
-    if (is_handler(c))
-        c->route->n->crashes++;
-    else
-        c->route->chain.layers[c->pos]->n->crashes++;
+    executor_crash_count(c);
     c->app->tainted = true;
     LOG_ERROR("crash: signal %d in %s %s (route %s, " REQ_FMT "): %s; this process is tainted",
               c->crash_signal, is_handler(c) ? "the handler of" : "layer", who(c), c->route->label,
@@ -517,6 +513,16 @@ const char *executor_current_layer(const vie_ctx *c)
 const char *executor_current_route(const vie_ctx *c)
 {
     return c->route ? c->route->label : "-";
+}
+
+void executor_crash_count(vie_ctx *c)
+{
+    c->app->stats->crashes++;
+    if (!c->route) return;
+    if (c->pos >= c->route->chain.n)
+        c->route->n->crashes++;
+    else
+        c->route->chain.layers[c->pos]->n->crashes++;
 }
 
 bool executor_can_unwind(const vie_ctx *c)

@@ -14,6 +14,8 @@ const char *executor_current_layer(const vie_ctx *c);
 const char *executor_current_route(const vie_ctx *c);
 /* The executor's jump point is armed: a crash can unwind to it. */
 bool executor_can_unwind(const vie_ctx *c);
+/* Count a crash of c in shared memory (async-signal-safe atomics). */
+void executor_crash_count(vie_ctx *c);
 /* on_crash: exit: write what is pending and a prebuilt 500 straight to the
  * socket (async-signal-safe). */
 void executor_crash_answer_raw(vie_ctx *c);

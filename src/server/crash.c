@@ -93,7 +93,10 @@ static void on_crash_signal(int sig, siginfo_t *si, void *uc)
     int n = backtrace(frames, 32);
     backtrace_symbols_fd(frames, n, STDERR_FILENO);
     if (!c || !executor_can_unwind(c) || g_mode == VIE_ON_CRASH_EXIT) {
-        if (c && g_mode == VIE_ON_CRASH_EXIT) executor_crash_answer_raw(c);
+        if (c && g_mode == VIE_ON_CRASH_EXIT) {
+            executor_crash_count(c); /* lock-free atomics: safe here */
+            executor_crash_answer_raw(c);
+        }
         say(c ? "CRASH: on_crash is exit: re-raising\n"
               : "CRASH: not inside a layer or handler: re-raising\n");
         die(sig);
