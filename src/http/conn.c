@@ -167,8 +167,16 @@ static void conn_shutdown(vie_conn *c)
 void conn_begin_stop(vie_conn *c)
 {
     if (c->closing) return;
-    if (c->phase == CONN_IDLE && !c->writes_pending && c->rpos == c->rlen) {
+    /* An idle keep-alive connection closes now. One that has not sent its
+     * first request yet may have been accepted just before the stop and
+     * have one on the way: it is served once, with Connection: close. */
+    bool idle = c->phase == CONN_IDLE && !c->writes_pending && c->rpos == c->rlen;
+    if (idle && c->requests > 0) {
         conn_abort(c, "server stopping");
+        return;
+    }
+    if (idle) {
+        timeout_set(c, TO_GRACE); /* a short grace for its first request */
         return;
     }
     /* In flight: its answer says the connection closes, and it does. */
@@ -629,7 +637,7 @@ void conn_on_timeout(vie_conn *c)
     timeout_kind k = (timeout_kind)c->tkind;
     dlink_remove(&c->tl);
     c->tkind = TO_NONE;
-    if (k == TO_IDLE || k == TO_LINGER) {
+    if (k == TO_IDLE || k == TO_LINGER || k == TO_GRACE) {
         conn_abort(c, "idle");
         return;
     }

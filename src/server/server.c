@@ -252,9 +252,13 @@ static int server_init(server *s, vie_app *app)
         return VIE_EIO;
     }
     dlist_init(&s->conns);
-    uint32_t ms[TO_KINDS] = {
-        0,   o->keepalive_timeout_ms, o->header_timeout_ms, o->body_timeout_ms, o->write_timeout_ms,
-        2000};
+    uint32_t ms[TO_KINDS] = {0,
+                             o->keepalive_timeout_ms,
+                             o->header_timeout_ms,
+                             o->body_timeout_ms,
+                             o->write_timeout_ms,
+                             2000,
+                             500};
     if (ms[TO_LINGER] > o->header_timeout_ms) ms[TO_LINGER] = o->header_timeout_ms;
     for (int k = 0; k < TO_KINDS; k++) {
         dlist_init(&s->timeouts[k].head);
@@ -286,6 +290,13 @@ static int server_init(server *s, vie_app *app)
         uv_signal_init(&s->loop, &s->sigusr1);
         s->sigusr1.data = s;
         uv_signal_start(&s->sigusr1, on_sigusr1, SIGUSR1);
+        /* A worker starts with these blocked (supervisor.c): let them in. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGUSR1);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
     }
     return VIE_OK;
 }

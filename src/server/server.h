@@ -21,6 +21,7 @@ typedef enum timeout_kind {
     TO_BODY,   /* reading a body: since the last read */
     TO_WRITE,  /* waiting for a slow reader: since the last progress */
     TO_LINGER, /* closing: draining what the client still sends */
+    TO_GRACE,  /* stopping: a new connection's last chance to send a request */
     TO_KINDS
 } timeout_kind;
 

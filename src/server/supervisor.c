@@ -82,8 +82,14 @@ static sigset_t handled_signals(void)
 /* In the child: become a worker and never return. */
 static void worker_main(supervisor *sv, int index, unsigned generation, int region)
 {
-    sigset_t set = handled_signals();
+    /* SIGTERM, SIGINT and SIGUSR1 stay blocked until the worker's loop has
+     * handlers for them (server_init), so a retirement sent right after
+     * the fork is held, not fatal. SIGCHLD and SIGHUP are not for workers. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
+    signal(SIGHUP, SIG_IGN);
     /* A worker must not outlive its supervisor (kill -9 of the parent). */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == 1) _exit(0);
@@ -281,6 +287,10 @@ int supervisor_run(vie_app *app)
                          sig == SIGINT ? "SIGINT" : "SIGTERM");
                 sv->stopping = true;
                 sv->stop_deadline_ms = now_ms() + app->opt.drain_timeout_ms + 2000;
+                /* New connections are refused from now on rather than queued
+                 * for workers that no longer accept. */
+                close(sv->listen_fd);
+                sv->listen_fd = -1;
                 signal_generation(sv, SIGTERM, false);
             }
             break;
@@ -299,7 +309,7 @@ int supervisor_run(vie_app *app)
             sv->stop_deadline_ms = now_ms() + 5000;
         }
     }
-    close(sv->listen_fd);
+    if (sv->listen_fd >= 0) close(sv->listen_fd);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     LOG_INFO("supervisor: stopped");
     free(sv);
