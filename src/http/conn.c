@@ -167,16 +167,14 @@ static void conn_shutdown(vie_conn *c)
 void conn_begin_stop(vie_conn *c)
 {
     if (c->closing) return;
-    /* An idle keep-alive connection closes now. One that has not sent its
-     * first request yet may have been accepted just before the stop and
-     * have one on the way: it is served once, with Connection: close. */
+    /* An idle connection is not closed outright: its client may be sending
+     * its next request right now (under load, most keep-alive connections
+     * look idle between two requests). It gets a short grace; a request
+     * that comes is answered with Connection: close; if none comes, it is
+     * closed gracefully, never reset. */
     bool idle = c->phase == CONN_IDLE && !c->writes_pending && c->rpos == c->rlen;
-    if (idle && c->requests > 0) {
-        conn_abort(c, "server stopping");
-        return;
-    }
     if (idle) {
-        timeout_set(c, TO_GRACE); /* a short grace for its first request */
+        timeout_set(c, TO_GRACE);
         return;
     }
     /* In flight: its answer says the connection closes, and it does. */
@@ -638,6 +636,7 @@ void conn_on_timeout(vie_conn *c)
     dlink_remove(&c->tl);
     c->tkind = TO_NONE;
     if (k == TO_IDLE || k == TO_LINGER || k == TO_GRACE) {
+        /* Idle means every byte was read: the close is a FIN, not a reset. */
         conn_abort(c, "idle");
         return;
     }

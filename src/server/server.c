@@ -192,6 +192,8 @@ void server_begin_stop(server *s)
             n = next;
         }
         uv_timer_start(&s->drain, on_drain_timeout, s->app->opt.drain_timeout_ms, 0);
+        /* Sweep often while draining, so graces end on time. */
+        uv_timer_start(&s->tick, on_tick, 50, 50);
     }
     if (s->n_conns == 0) uv_stop(&s->loop);
 }

@@ -485,6 +485,88 @@ async def _async_load(port, total, nconns, panic_every, io_timeout):
     return state
 
 
+async def _async_crash_load(port, total, nconns, crash_every, io_timeout):
+    """total requests over nconns keep-alive connections; request i is
+    GET /chaos/crash (a NULL write) when i % crash_every == crash_every - 1,
+    else GET /. A GET / whose connection closes before any byte of its answer
+    is retried once on a new connection (the keep-alive race every HTTP
+    client handles) and counted; anything else is a failure."""
+    state = {"next": 0, "root_ok": 0, "root_first_try": 0, "crash_ok": 0, "crashes_sent": 0,
+             "retries": 0, "failures": [], "conns": 0}
+    root_req, crash_req = request("/"), request("/chaos/crash")
+
+    async def read_response(reader):
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        headers = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(b":")
+            headers[k.strip().lower()] = v.strip()
+        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+        return status, headers, body
+
+    async def one_conn():
+        reader = writer = None
+        while state["next"] < total:
+            i = state["next"]
+            state["next"] += 1
+            crash = i % crash_every == crash_every - 1
+            state["crashes_sent"] += crash
+            for attempt in (0, 1):
+                try:
+                    if writer is None:
+                        reader, writer = await asyncio.open_connection(HOST, port)
+                        state["conns"] += 1
+                    writer.write(crash_req if crash else root_req)
+                    status, headers, body = await asyncio.wait_for(read_response(reader), io_timeout)
+                except asyncio.IncompleteReadError as e:
+                    if writer is not None:
+                        writer.close()
+                    reader = writer = None
+                    if not crash and attempt == 0 and not e.partial:
+                        state["retries"] += 1
+                        continue
+                    state["failures"].append("#%d %s: closed after %d bytes" % (
+                        i, "crash" if crash else "GET /", len(e.partial)))
+                    break
+                except (OSError, asyncio.TimeoutError, ValueError) as e:
+                    if writer is not None:
+                        writer.close()
+                    reader = writer = None
+                    state["failures"].append("#%d %s: %r" % (i, "crash" if crash else "GET /", e))
+                    break
+                if crash:
+                    if status == 500:
+                        state["crash_ok"] += 1
+                    else:
+                        state["failures"].append("crash #%d: %d" % (i, status))
+                elif status == 200 and body == HELLO:
+                    state["root_ok"] += 1
+                    state["root_first_try"] += attempt == 0
+                else:
+                    state["failures"].append("GET / #%d: %d" % (i, status))
+                if b"close" in headers.get(b"connection", b"").lower():
+                    writer.close()
+                    reader = writer = None
+                break
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(*[one_conn() for _ in range(nconns)])
+    return state
+
+
+def fd_count(pids):
+    n = 0
+    for pid in pids:
+        try:
+            n += len(os.listdir("/proc/%d/fd" % pid))
+        except OSError:
+            pass
+    return n
+
+
 # ---------------------------------------------------------------------------
 # Tests
 
@@ -626,6 +708,38 @@ class TestSupervisor(VieTestCase):
         self.assertEqual(metric(text, "vie_panics_total"), panics)
         died = srv.wait_log(r"supervisor: worker \d+ \(pid \d+\) (killed|exited)", 0)
         self.assertFalse(died, srv.log())
+
+    # a) crashes under load
+    def test_a2_crash_under_load_answers_500_and_replaces_workers(self):
+        srv = start_supervisor(self, "--workers", "2", "--chaos")
+        workers = self.workers_of(srv, 2)
+        wait_until(lambda: fetch_metrics(srv.port) is not None, scaled(2))
+        baseline = fd_count([srv.pid] + workers)
+        total, nconns, every = 20000, 64, 100
+        t0 = time.monotonic()
+        state = asyncio.run(asyncio.wait_for(
+            _async_crash_load(srv.port, total, nconns, every, scaled(10)), min(150, scaled(90))))
+        took = time.monotonic() - t0
+        crashes = total // every
+        note("a) %d requests (%d crashes) over %d connections (%d opened) in %.1f s; %d retries "
+             "of GET / after a keep-alive close; %d failure(s)", state["next"], state["crashes_sent"],
+             nconns, state["conns"], took, state["retries"], len(state["failures"]))
+        self.assertEqual(state["failures"][:10], [], "%d failures" % len(state["failures"]))
+        self.assertEqual(state["crash_ok"], crashes)  # every crashing request got 500
+        others = total - crashes
+        self.assertEqual(state["root_ok"], others)
+        self.assertGreaterEqual(state["root_first_try"], others * 0.999)
+        # workers were replaced: two live ones, none of the originals
+        self.assertTrue(wait_until(lambda: len(children(srv.pid)) == 2, scaled(5)))
+        self.assertTrue(set(children(srv.pid)).isdisjoint(workers), srv.log())
+        text = fetch_metrics(srv.port)
+        self.assertEqual(metric(text, "vie_crashes_total", layer="handler",
+                                route="GET /chaos/crash"), crashes)
+        self.assertGreaterEqual(metric(text, "vie_worker_restarts_total"), 1)
+        # the open descriptors return to their baseline
+        settled = wait_until(lambda: fd_count([srv.pid] + children(srv.pid)) <= baseline, scaled(5))
+        self.assertTrue(settled, "fds %d > baseline %d" % (
+            fd_count([srv.pid] + children(srv.pid)), baseline))
 
     # d)
     def test_d_sighup_every_second_under_load_fails_nothing(self):
