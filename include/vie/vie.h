@@ -228,6 +228,12 @@ typedef struct vie_route_opts {
     vie_group *group;            /* NULL: the app */
     const char *const *requires; /* layers that must have run before the handler */
     uint32_t timeout_ms;         /* this route's request deadline; 0: the app's */
+    /* The handler blocks (disk, a synchronous library): it runs on libuv's
+     * thread pool and its answer is handed back to the loop. It must not
+     * touch the loop (no vie_loop, no vie_resume); vie_panic and crash
+     * signals in it are contained as anywhere else. The request deadline
+     * cannot interrupt it. */
+    bool blocking;
 } vie_route_opts;
 
 /* vie_route with options; the pattern is relative to the group's prefix. */

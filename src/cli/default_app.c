@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 static vie_status hello(vie_ctx *c, void *arg)
@@ -92,6 +93,27 @@ static vie_status chaos_sleep(vie_ctx *c, void *arg)
     return VIE_PENDING;
 }
 
+/* GET /chaos/block?ms=N: a handler that blocks its thread for N ms (a
+ * blocking route: it runs on the thread pool, the loop serves on). */
+static vie_status chaos_block(vie_ctx *c, void *arg)
+{
+    (void)arg;
+    vie_str v = vie_query_param(c, "ms");
+    char digits[16] = "0";
+    if (v.ptr && v.len < sizeof digits) {
+        memcpy(digits, v.ptr, v.len);
+        digits[v.len] = '\0';
+    }
+    char *end;
+    unsigned long ms = strtoul(digits, &end, 10);
+    if (*end || ms > 60000) return vie_send_problem(c, 400, "ms must be 0 to 60000");
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    char body[48];
+    snprintf(body, sizeof body, "blocked %lu", ms);
+    return vie_send_text(c, 200, body);
+}
+
 static vie_status chaos_panic(vie_ctx *c, void *arg)
 {
     (void)arg;
@@ -120,5 +142,8 @@ int default_app_register(vie_app *app, bool chaos)
     if (!chaos) return VIE_OK;
     if ((rc = vie_route(app, "GET", "/chaos/sleep", chaos_sleep, NULL)) != VIE_OK) return rc;
     if ((rc = vie_route(app, "GET", "/chaos/panic", chaos_panic, NULL)) != VIE_OK) return rc;
+    vie_route_opts blocking = {.blocking = true};
+    if ((rc = vie_route_with(app, "GET", "/chaos/block", chaos_block, NULL, &blocking)) != VIE_OK)
+        return rc;
     return vie_route(app, "GET", "/chaos/crash", chaos_crash, NULL);
 }

@@ -347,6 +347,7 @@ int vie_route_with(vie_app *app, const char *method, const char *pattern, vie_ha
     r->arg = arg;
     r->group = g;
     r->timeout_ms = opts ? opts->timeout_ms : 0;
+    r->blocking = opts && opts->blocking;
     r->requires = strv_dup(opts ? opts->requires : NULL, &oom);
     r->n = shm_alloc(app->shm, sizeof *r->n);
     if (oom || !r->method || !r->pattern || !r->label || !r->n) {

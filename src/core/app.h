@@ -81,6 +81,7 @@ typedef struct route_entry {
     route_requirement *reqs;
     uint32_t n_reqs;
     uint32_t timeout_ms;
+    bool blocking; /* the handler runs on the thread pool */
     chain chain;
     route_counters *n; /* in shared memory: totals across workers */
     uint32_t index;    /* in app->routes: the same in every worker */

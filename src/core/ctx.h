@@ -79,8 +79,16 @@ struct vie_ctx {
     int crash_signal;           /* the crash signal being unwound, 0 for a panic */
     int raw_fd;                 /* the socket, for answers from a signal handler; -1 if none */
     struct inflight_slot *slot; /* its row in /debug/requests, if any */
-    bool truncated;             /* a response that began went wrong: close, don't finish it */
-    bool panic_armed;           /* panic_jmp is a live jump point */
+    /* A blocking handler on the thread pool (executor.c). */
+    bool blocking_running;
+    bool blocking_failed;
+    vie_status blocking_status;
+    vie_buf blocking_out;
+    vie_buf *blocking_saved_out;
+    uv_work_t work;
+    struct ctx_pool *orphan_pool; /* set when the owner left while the thread ran */
+    bool truncated;               /* a response that began went wrong: close, don't finish it */
+    bool panic_armed;             /* panic_jmp is a live jump point */
     const char *panic_msg;
     sigjmp_buf panic_jmp;          /* where vie_panic unwinds to (executor.c) */
     bool parked_for_deadline;      /* the park timer stands for the request deadline */

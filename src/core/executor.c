@@ -26,6 +26,8 @@ enum { OUTCOME_RUNNING = -1, OUTCOME_REFUSED = -2 };
 static void finish(vie_ctx *c);
 static void run(vie_ctx *c, uint64_t now);
 static void run_loop(vie_ctx *c, uint64_t now);
+static void start_blocking(vie_ctx *c);
+static void on_panic(vie_ctx *c);
 
 /* "%.*s %.*s" arguments naming the request in a log line. */
 #define REQ_FMT "%.*s %.*s"
@@ -198,6 +200,89 @@ static inline void stamp(vie_ctx *c, uint32_t id)
     c->ran[id >> 6] |= 1ull << (id & 63);
 }
 
+/* ------------------------------------------------------------------ */
+/* Blocking handlers: on libuv's thread pool                           */
+
+/* On a pool thread. Panics and crash signals unwind to here (the jump
+ * point and executor_current are per thread). */
+static void blocking_work(uv_work_t *w)
+{
+    vie_ctx *c = w->data;
+    executor_current = c;
+    if (sigsetjmp(c->panic_jmp, 0) == 0) {
+        c->panic_armed = true;
+        c->in_hook = true;
+        c->blocking_status = c->route->fn(c, c->route->arg);
+        c->panic_armed = false;
+    } else {
+        c->blocking_failed = true;
+    }
+    c->in_hook = false;
+    executor_current = NULL;
+}
+
+/* Back on the loop: join the answer, then finish as any handler would. */
+static void blocking_done(uv_work_t *w, int status)
+{
+    vie_ctx *c = w->data;
+    (void)status;
+    c->blocking_running = false;
+    vie_buf *own = c->out; /* &c->blocking_out */
+    c->trail[c->pos].leave_ns = clock_now_ns();
+    if (c->exec == EXEC_DONE) {
+        /* The client left while the thread ran (executor_cancel): the answer
+         * goes nowhere, but the after hooks and defers still run, once. */
+        own->len = 0;
+        c->exec = EXEC_RUNNING;
+        c->cancelled = true;
+        c->trail[c->pos].outcome = OUTCOME_REFUSED;
+        if (!vie_responded(c)) {
+            c->res.status = 499;
+            c->res.state = RESP_ENDED;
+        }
+        finish(c);
+        buf_free(own);
+        if (c->orphan_pool) ctx_release(c->orphan_pool, c); /* else its owner will */
+        return;
+    }
+    c->out = c->blocking_saved_out;
+    if (own->len) buf_append(c->out, own->data, own->len);
+    buf_free(own);
+    c->exec = EXEC_RUNNING;
+    if (c->blocking_failed) {
+        on_panic(c);
+        return;
+    }
+    c->trail[c->pos].outcome = c->blocking_status;
+    judge(c, c->blocking_status);
+    finish(c);
+}
+
+static void start_blocking(vie_ctx *c)
+{
+    /* The thread writes into a buffer of its own: the connection may be
+     * flushing its output meanwhile. */
+    c->blocking_saved_out = c->out;
+    c->blocking_out = (vie_buf){0};
+    c->out = &c->blocking_out;
+    c->blocking_failed = false;
+    c->blocking_running = true;
+    c->exec = EXEC_PARKED;
+    c->was_parked = true;
+    c->panic_armed = false;
+    c->work.data = c;
+    int rc = uv_queue_work(c->loop, &c->work, blocking_work, blocking_done);
+    if (rc != 0) {
+        c->blocking_running = false;
+        c->out = c->blocking_saved_out;
+        c->exec = EXEC_RUNNING;
+        LOG_ERROR("route %s: cannot queue its blocking handler: %s", c->route->label,
+                  uv_strerror(rc));
+        fail(c, 503, "the server cannot run this request now");
+        finish(c);
+    }
+}
+
 static void run_loop(vie_ctx *c, uint64_t now)
 {
     /* Locals, not c->...: the hooks get c, so the compiler would reload
@@ -238,6 +323,10 @@ static void run_loop(vie_ctx *c, uint64_t now)
             }
             c->cur = NULL;
             c->actor = r->label;
+            if (r->blocking && c->loop) {
+                start_blocking(c);
+                return;
+            }
             c->in_hook = true;
             st = r->fn(c, r->arg);
         } else {
@@ -440,6 +529,13 @@ void executor_cancel(vie_ctx *c, const char *why)
     e->leave_ns = clock_now_ns();
     e->outcome = OUTCOME_REFUSED;
     cancel_parked(c);
+    if (c->blocking_running) {
+        /* A thread is inside the handler: it cannot be stopped, and the
+         * context must outlive it. blocking_done releases it (orphan_pool). */
+        c->res.status = 499;
+        c->exec = EXEC_DONE;
+        return;
+    }
     if (!vie_responded(c)) {
         c->res.status = 499; /* nginx's "client closed request", for logs; never sent */
         c->res.state = RESP_ENDED;

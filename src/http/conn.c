@@ -89,7 +89,10 @@ static void on_closed(uv_handle_t *h)
     server *s = c->srv;
     if (c->ctx) {
         if (c->ctx->in_flight) metrics_request_done(c->ctx); /* cancelled: counted as 499 */
-        ctx_release(&s->ctxs, c->ctx);
+        if (c->ctx->blocking_running)
+            c->ctx->orphan_pool = &s->ctxs; /* released when its thread returns */
+        else
+            ctx_release(&s->ctxs, c->ctx);
     }
     if (c->rbuf) buf_pool_put(&s->rbufs, c->rbuf);
     release_out(c);

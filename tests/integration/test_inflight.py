@@ -1,5 +1,6 @@
 """/debug/requests across workers, and the watchdog for stuck requests."""
 import json
+import socket
 import threading
 import time
 import unittest
@@ -62,3 +63,34 @@ class TestInflight(VieTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestBlocking(VieTestCase):
+    def test_a_blocking_route_does_not_block_the_loop(self):
+        srv = start_server(self, "--workers", "0", "--chaos")
+        out = []
+        t = threading.Thread(target=lambda: out.append(
+            (get(srv.port, "/chaos/block?ms=800", timeout=scaled(10)), time.monotonic())))
+        t0 = time.monotonic()
+        t.start()
+        time.sleep(0.1)
+        for _ in range(50):
+            self.assertEqual(get(srv.port, "/").status, 200)
+        fast_done = time.monotonic()
+        t.join(scaled(10))
+        r, blocked_done = out[0]
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"blocked 800")
+        # the 50 requests finished while the handler was still blocked
+        self.assertLess(fast_done, blocked_done)
+        self.assertGreaterEqual(blocked_done - t0, 0.8)
+
+    def test_a_client_that_leaves_during_a_blocking_handler(self):
+        srv = start_server(self, "--workers", "0", "--chaos")
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        c.sendall(b"GET /chaos/block?ms=400 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)
+        c.close()
+        time.sleep(0.6)  # the thread finishes after its client left
+        self.assertEqual(get(srv.port, "/").status, 200)
+        self.assertEqual(get(srv.port, "/chaos/block?ms=10").status, 200)

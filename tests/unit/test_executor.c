@@ -389,10 +389,10 @@ static void chain_break_in_layer_answers_500(void **state)
     assert_string_equal(events, "ABba");
     assert_int_equal(b.status_in_after, 500);
     assert_int_equal(a.status_in_after, 500);
-    assert_int_equal(app->stats.chain_breaks, 1);
-    assert_int_equal(layer_named(app, "breaker")->n.chain_breaks, 1);
-    assert_int_equal(layer_named(app, "obs")->n.chain_breaks, 0);
-    assert_int_equal(layer_named(app, "late")->n.chain_breaks, 0);
+    assert_int_equal(app->stats->chain_breaks, 1);
+    assert_int_equal(layer_named(app, "breaker")->n->chain_breaks, 1);
+    assert_int_equal(layer_named(app, "obs")->n->chain_breaks, 0);
+    assert_int_equal(layer_named(app, "late")->n->chain_breaks, 0);
     assert_true(log_has_line(log, "chain break", "breaker", NULL));
     assert_false(log_has_line(log, "chain break", "obs", NULL));
     free(log);
@@ -401,8 +401,8 @@ static void chain_break_in_layer_answers_500(void **state)
     /* Counted per request, and the app goes on serving. */
     r = get(app, "/x");
     assert_problem(r, 500);
-    assert_int_equal(app->stats.chain_breaks, 2);
-    assert_int_equal(layer_named(app, "breaker")->n.chain_breaks, 2);
+    assert_int_equal(app->stats->chain_breaks, 2);
+    assert_int_equal(layer_named(app, "breaker")->n->chain_breaks, 2);
     vie_test_response_free(r);
     vie_app_free(app);
 }
@@ -425,8 +425,8 @@ static void unanswered_handler_answers_500(void **state)
     assert_problem(r, 500);
     assert_int_equal(handler_calls, 1);
     assert_int_equal(a.status_in_after, 500); /* the after hook sees the final status */
-    assert_int_equal(route_labelled(app, "GET /silent-next")->unanswered, 1);
-    assert_int_equal(app->stats.chain_breaks, 1);
+    assert_int_equal(route_labelled(app, "GET /silent-next")->n->unanswered, 1);
+    assert_int_equal(app->stats->chain_breaks, 1);
     assert_true(log_has_line(log, "GET /silent-next", NULL));
     free(log);
     vie_test_response_free(r);
@@ -435,9 +435,9 @@ static void unanswered_handler_answers_500(void **state)
     r = get(app, "/silent-done");
     log = capture_end(&k);
     assert_problem(r, 500);
-    assert_int_equal(route_labelled(app, "GET /silent-done")->unanswered, 1);
-    assert_int_equal(route_labelled(app, "GET /silent-next")->unanswered, 1);
-    assert_int_equal(app->stats.chain_breaks, 2);
+    assert_int_equal(route_labelled(app, "GET /silent-done")->n->unanswered, 1);
+    assert_int_equal(route_labelled(app, "GET /silent-next")->n->unanswered, 1);
+    assert_int_equal(app->stats->chain_breaks, 2);
     assert_true(log_has_line(log, "GET /silent-done", NULL));
     free(log);
     vie_test_response_free(r);
@@ -445,8 +445,8 @@ static void unanswered_handler_answers_500(void **state)
     /* A handler that answers is not counted. */
     r = get(app, "/fine");
     assert_int_equal(r->status, 200);
-    assert_int_equal(route_labelled(app, "GET /fine")->unanswered, 0);
-    assert_int_equal(app->stats.chain_breaks, 2);
+    assert_int_equal(route_labelled(app, "GET /fine")->n->unanswered, 0);
+    assert_int_equal(app->stats->chain_breaks, 2);
     vie_test_response_free(r);
     vie_app_free(app);
 }
@@ -471,8 +471,8 @@ static void invalid_status_from_a_layer_answers_500(void **state)
     assert_int_equal(handler_calls, 0);
     assert_string_equal(events, "ABba");
     assert_int_equal(b.status_in_after, 500);
-    assert_int_equal(layer_named(app, "confused")->n.invalid_status, 1);
-    assert_int_equal(app->stats.chain_breaks, 1);
+    assert_int_equal(layer_named(app, "confused")->n->invalid_status, 1);
+    assert_int_equal(app->stats->chain_breaks, 1);
     assert_true(log_has_line(log, "confused", "42", NULL));
     free(log);
     vie_test_response_free(r);
@@ -506,10 +506,10 @@ static void next_after_answer_stops_the_chain(void **state)
     assert_int_equal(a.status_in_after, 403);
     assert_string_equal(events, "Aa");
     assert_int_equal(count_str(r->raw, "HTTP/1.1 "), 1);
-    assert_int_equal(app->stats.next_after_done, 1);
-    assert_int_equal(layer_named(app, "eager")->n.next_after_done, 1);
-    assert_int_equal(layer_named(app, "after-eager")->n.next_after_done, 0);
-    assert_int_equal(app->stats.chain_breaks, 0);
+    assert_int_equal(app->stats->next_after_done, 1);
+    assert_int_equal(layer_named(app, "eager")->n->next_after_done, 1);
+    assert_int_equal(layer_named(app, "after-eager")->n->next_after_done, 0);
+    assert_int_equal(app->stats->chain_breaks, 0);
     assert_true(log_has_line(log, "eager", "VIE_NEXT", NULL));
     free(log);
     vie_test_response_free(r);
@@ -533,12 +533,12 @@ static void second_status_is_refused(void **state)
     vie_app *app = vie_app_new(NULL);
     assert_int_equal(vie_route(app, "GET", "/twice", twice_handler, NULL), VIE_OK);
     assert_int_equal(vie_test_begin(app), VIE_OK);
-    uint64_t before = app->stats.writer_refusals;
+    uint64_t before = app->stats->writer_refusals;
     vie_test_response *r = get(app, "/twice");
     assert_int_equal(writer_rc[0], VIE_ESTATE);
     assert_int_equal(writer_rc[1], VIE_DONE);
     assert_int_equal(writer_rc[2], 200); /* the status did not change */
-    assert_int_equal(app->stats.writer_refusals - before, 2);
+    assert_int_equal(app->stats->writer_refusals - before, 2);
     assert_int_equal(r->status, 200);
     assert_string_equal(r->body, "first");
     assert_int_equal(count_str(r->raw, "HTTP/1.1 "), 1);
@@ -575,7 +575,7 @@ static void header_after_head_is_refused(void **state)
     assert_int_equal(writer_rc[5], VIE_OK);
     assert_int_equal(writer_rc[6], VIE_ESTATE);
     assert_int_equal(writer_rc[7], VIE_ESTATE);
-    assert_int_equal(app->stats.writer_refusals, 4);
+    assert_int_equal(app->stats->writer_refusals, 4);
     assert_int_equal(r->status, 200);
     assert_string_equal(vie_test_header(r, "x-early"), "yes");
     assert_null(vie_test_header(r, "x-late"));
@@ -667,7 +667,7 @@ static void after_hooks_on_short_circuit(void **state)
     assert_string_equal(r->trail[1].layer, "auth");
     assert_int_equal(r->trail[0].outcome, VIE_NEXT);
     assert_int_equal(r->trail[1].outcome, VIE_DONE);
-    assert_int_equal(app->stats.chain_breaks, 0);
+    assert_int_equal(app->stats->chain_breaks, 0);
     vie_test_response_free(r);
 
     /* With the guard letting it through, the after-only layer runs. */
@@ -976,7 +976,7 @@ static void resume_next_continues_the_chain(void **state)
     assert_int_equal(r->trail[0].outcome, VIE_NEXT);
     assert_int_equal(r->trail[1].outcome, VIE_NEXT);
     assert_int_equal(p.status_in_after, 200);
-    assert_int_equal(app->stats.async_timeouts, 0);
+    assert_int_equal(app->stats->async_timeouts, 0);
     vie_test_response_free(r);
     vie_app_free(app);
 }
@@ -1003,7 +1003,7 @@ static void resume_done_after_answer_stops_there(void **state)
     assert_int_equal(a.status_in_after, 202);
     assert_int_equal(r->n_trail, 2);
     assert_int_equal(r->trail[1].outcome, VIE_DONE);
-    assert_int_equal(app->stats.chain_breaks, 0);
+    assert_int_equal(app->stats->chain_breaks, 0);
     vie_test_response_free(r);
     vie_app_free(app);
 }
@@ -1029,12 +1029,12 @@ static void resume_through_stale_ref_is_refused(void **state)
     assert_int_equal(p.fired, 1);
     assert_true(p.got_null);
     assert_int_equal(p.rc, VIE_ESTALE);
-    assert_int_equal(app->stats.stale_refs, 2); /* vie_ref_get, then vie_resume */
+    assert_int_equal(app->stats->stale_refs, 2); /* vie_ref_get, then vie_resume */
     assert_true(log_has_line(log, "vie_resume", "stale", NULL));
     free(log);
     assert_null(vie_ref_get(p.ref));
     assert_int_equal(vie_resume(p.ref, VIE_NEXT), VIE_ESTALE);
-    assert_int_equal(app->stats.stale_refs, 4);
+    assert_int_equal(app->stats->stale_refs, 4);
     assert_int_equal(handler_calls, 0);
 
     /* The app goes on serving; its answer is not disturbed. */
@@ -1100,7 +1100,7 @@ static void resume_inside_the_hook_works(void **state)
     assert_int_equal(p.rc, VIE_OK);
     assert_string_equal(events, "PCHcp");
     assert_int_equal(r->trail[0].outcome, VIE_NEXT);
-    assert_int_equal(app->stats.async_timeouts, 0);
+    assert_int_equal(app->stats->async_timeouts, 0);
     vie_test_response_free(r);
 
     /* Resuming with VIE_DONE after answering stops the chain. */
@@ -1167,10 +1167,10 @@ static void parked_past_async_deadline_gets_504(void **state)
     assert_true(a.cancelled_in_after);
     assert_int_equal(p.status_in_after, 504);
     assert_int_equal(a.status_in_after, 504);
-    assert_int_equal(app->stats.async_timeouts, 1);
-    assert_int_equal(layer_named(app, "sleeper")->n.async_timeouts, 1);
-    assert_int_equal(layer_named(app, "outer")->n.async_timeouts, 0);
-    assert_int_equal(app->stats.deadline_exceeded, 0);
+    assert_int_equal(app->stats->async_timeouts, 1);
+    assert_int_equal(layer_named(app, "sleeper")->n->async_timeouts, 1);
+    assert_int_equal(layer_named(app, "outer")->n->async_timeouts, 0);
+    assert_int_equal(app->stats->deadline_exceeded, 0);
     assert_int_equal(r->n_trail, 2);
     assert_string_equal(r->trail[1].layer, "sleeper");
     assert_int_equal(r->trail[1].outcome, -2);
@@ -1230,9 +1230,9 @@ static void request_deadline_of_a_route(void **state)
     assert_problem(r, 504);
     assert_true(took >= 60 * MS);
     assert_true(took < 5000 * MS);
-    assert_int_equal(app->stats.deadline_exceeded, 1);
-    assert_int_equal(app->stats.async_timeouts, 0); /* the request's deadline, not the layer's */
-    assert_int_equal(layer_named(app, "waits")->n.async_timeouts, 0);
+    assert_int_equal(app->stats->deadline_exceeded, 1);
+    assert_int_equal(app->stats->async_timeouts, 0); /* the request's deadline, not the layer's */
+    assert_int_equal(layer_named(app, "waits")->n->async_timeouts, 0);
     assert_int_equal(p.cancels, 1);
     assert_true(p.cancelled_in_after);
     assert_int_equal(a.status_in_after, 504);
@@ -1258,8 +1258,8 @@ static void request_deadline_of_the_app(void **state)
     uint64_t took = wall_ns() - t0;
     assert_problem(r, 504);
     assert_true(took >= 60 * MS);
-    assert_int_equal(app->stats.deadline_exceeded, 1);
-    assert_int_equal(app->stats.async_timeouts, 0);
+    assert_int_equal(app->stats->deadline_exceeded, 1);
+    assert_int_equal(app->stats->async_timeouts, 0);
     assert_int_equal(p.cancels, 1);
     assert_int_equal(handler_calls, 0);
     vie_test_response_free(r);
@@ -1285,7 +1285,7 @@ static void request_deadline_between_layers(void **state)
     assert_problem(r, 504);
     assert_string_equal(events, "Aa1");
     assert_int_equal(handler_calls, 0);
-    assert_int_equal(app->stats.deadline_exceeded, 1);
+    assert_int_equal(app->stats->deadline_exceeded, 1);
     assert_true(a.cancelled_in_after);
     assert_int_equal(a.status_in_after, 504);
     vie_test_response_free(r);

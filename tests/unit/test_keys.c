@@ -298,7 +298,7 @@ static void typed_values_round_trip(void **state)
         vie_test_response_free(r);
     }
     assert_int_equal(user_key.conflicts, 0);
-    assert_int_equal(app->stats.key_conflicts, 0);
+    assert_int_equal(app->stats->key_conflicts, 0);
     vie_app_free(app);
 }
 
@@ -320,7 +320,7 @@ static void keys_spelled_alike_do_not_collide(void **state)
     assert_int_equal(s.rc[1], VIE_OK);
     assert_ptr_equal(seen.user, &the_user);
     assert_ptr_equal(seen.other_user, &other_user);
-    assert_int_equal(app->stats.key_conflicts, 0);
+    assert_int_equal(app->stats->key_conflicts, 0);
     vie_test_response_free(r);
     vie_app_free(app);
 }
@@ -354,7 +354,7 @@ static void write_once_refuses_a_second_write(void **state)
     assert_int_equal(handler_script.rc[0], VIE_ECONFLICT);
     assert_ptr_equal(seen.user, &the_user); /* the first value is kept */
     assert_int_equal(user_key.conflicts, 2);
-    assert_int_equal(app->stats.key_conflicts, 2);
+    assert_int_equal(app->stats->key_conflicts, 2);
     /* The log names both writers. */
     assert_true(log_has_line(log, "user", "second-writer", "first-writer", NULL));
     assert_true(log_has_line(log, "user", "GET /x", "first-writer", NULL));
@@ -401,7 +401,7 @@ static void owner_key_is_written_by_its_owner_only(void **state)
     assert_string_equal(seen.role, "admin");
     assert_true(seen.has_role);
     assert_int_equal(role_key.conflicts, 4);
-    assert_int_equal(app->stats.key_conflicts, 4);
+    assert_int_equal(app->stats->key_conflicts, 4);
     assert_true(log_has_line(log, "role", "snoop", "auth", NULL));
     /* The accepted value is destroyed once, at the end. */
     assert_string_equal(destroyed, "admin;");
@@ -530,7 +530,7 @@ static void overwrite_replaces_and_destroys_the_old_value(void **state)
     assert_string_equal(destroyed, "first;second;after;");
     assert_int_equal(n_destroyed, 3);
     assert_int_equal(note_key.conflicts, 0);
-    assert_int_equal(app->stats.key_conflicts, 0);
+    assert_int_equal(app->stats->key_conflicts, 0);
     vie_test_response_free(r);
     vie_app_free(app);
 }
@@ -650,7 +650,7 @@ static void key_registration_checks_its_arguments(void **state)
     assert_int_equal(vie_test_begin(app), VIE_OK);
     /* Frozen now. */
     assert_int_equal(vie_key_register(app, &note_key), VIE_EFROZEN);
-    assert_int_equal(app->stats.frozen_refusals, 1);
+    assert_int_equal(app->stats->frozen_refusals, 1);
     vie_app_free(app);
 }
 

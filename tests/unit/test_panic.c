@@ -122,14 +122,14 @@ static void panic_in_a_layer_is_contained(void **state)
     assert_true(log_has_line(log, "panic in layer boom", "route GET /", "the answer is 42", NULL));
     assert_int_equal(r->n_trail, 2);
     assert_int_equal(r->trail[1].outcome, -2);
-    assert_int_equal(app->stats.panics, 1);
-    assert_int_equal(app->layers[1]->n.panics, 1);
+    assert_int_equal(app->stats->panics, 1);
+    assert_int_equal(app->layers[1]->n->panics, 1);
     free(log);
     vie_test_response_free(r);
     /* and the app goes on serving */
     r = vie_test_request(app, "GET", "/", NULL, NULL, 0);
     assert_int_equal(r->status, 500); /* the same layer panics again... */
-    assert_int_equal(app->stats.panics, 2);
+    assert_int_equal(app->stats->panics, 2);
     vie_test_response_free(r);
     vie_app_free(app);
 }
@@ -149,9 +149,9 @@ static void assert_in_a_handler(void **state)
     char *log = capture_end(&k);
     assert_int_equal(r->status, 500);
     assert_string_equal(events, "oOd");
-    assert_true(log_has_line(log, "panic in handler GET /a",
+    assert_true(log_has_line(log, "panic in the handler of route GET /a",
                              "test_panic.c:", "assertion failed: x == 3", NULL));
-    assert_int_equal(app->routes[0]->panics, 1);
+    assert_int_equal(app->routes[0]->n->panics, 1);
     free(log);
     vie_test_response_free(r);
     r = vie_test_request(app, "GET", "/ok", NULL, NULL, 0);
@@ -195,8 +195,8 @@ static void panic_in_an_after_hook_skips_only_that_hook(void **state)
     /* o, n, h; after hooks in reverse: A (panics), then outer's still runs
      * ('x': it sees 200, not 500); then the defer */
     assert_string_equal(events, "onhAxd");
-    assert_int_equal(app->stats.panics, 1);
-    assert_int_equal(app->layers[1]->n.panics, 1);
+    assert_int_equal(app->stats->panics, 1);
+    assert_int_equal(app->layers[1]->n->panics, 1);
     vie_test_response_free(r);
     vie_app_free(app);
 }
@@ -215,7 +215,7 @@ static void panic_after_an_async_resume(void **state)
     vie_test_response *r = vie_test_request(app, "GET", "/a", NULL, NULL, 0);
     assert_int_equal(r->status, 500);
     assert_string_equal(events, "owOd");
-    assert_int_equal(app->routes[0]->panics, 1);
+    assert_int_equal(app->routes[0]->n->panics, 1);
     vie_test_response_free(r);
     vie_app_free(app);
 }

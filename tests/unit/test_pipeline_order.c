@@ -260,7 +260,7 @@ static void registration_after_start_is_refused(void **state)
     assert_int_equal(vie_route(app, "GET", "/x", ok_handler, NULL), VIE_OK);
     assert_int_equal(vie_route_with(app, "GET", "/x", ok_handler, NULL, &og), VIE_OK);
     assert_int_equal(vie_test_begin(app), VIE_OK);
-    assert_int_equal(app->stats.frozen_refusals, 0);
+    assert_int_equal(app->stats->frozen_refusals, 0);
 
     capture k;
     capture_begin(&k);
@@ -274,7 +274,7 @@ static void registration_after_start_is_refused(void **state)
     assert_int_equal(vie_key_register(app, &late_key), VIE_EFROZEN);
     char *log = capture_end(&k);
 
-    assert_int_equal(app->stats.frozen_refusals, 6);
+    assert_int_equal(app->stats->frozen_refusals, 6);
     /* Each refusal is logged, naming what was refused. */
     assert_true(log_has_line(log, "vie_use", "late", "frozen", NULL));
     assert_true(log_has_line(log, "vie_group_use", "late-g", "frozen", NULL));
@@ -740,8 +740,8 @@ static void route_requires_a_layer_that_ran(void **state)
     assert_string_equal(vie_test_header(r, "content-type"), "application/problem+json");
     assert_string_equal(ran, "log,auth.api,");
     assert_int_equal(handler_calls, 1); /* not called */
-    assert_int_equal(route_labelled(app, "GET /secret")->requires_refused, 1);
-    assert_int_equal(app->stats.requires_refused, 1);
+    assert_int_equal(route_labelled(app, "GET /secret")->n->requires_refused, 1);
+    assert_int_equal(app->stats->requires_refused, 1);
     assert_true(log_has_line(log_text, "GET /secret", "auth", NULL));
     free(log_text);
     /* The trail shows the layers that ran; if it shows the handler at all,
@@ -758,12 +758,12 @@ static void route_requires_a_layer_that_ran(void **state)
 
     /* A route that requires nothing is not affected by the bypass. */
     expect_chain(app, "/open", 200, "log,auth.api,H");
-    assert_int_equal(app->stats.requires_refused, 1);
+    assert_int_equal(app->stats->requires_refused, 1);
 
     /* The next request with auth working is served again: the mask is per request. */
     auth.bypass = false;
     expect_chain(app, "/secret", 200, "log,auth.api,H");
-    assert_int_equal(route_labelled(app, "GET /secret")->requires_refused, 1);
+    assert_int_equal(route_labelled(app, "GET /secret")->n->requires_refused, 1);
     vie_app_free(app);
 }
 
@@ -956,7 +956,7 @@ static void debug_endpoint_serves_live_counters(void **state)
     assert_int_equal(json_number_after(strstr(r->body, "{\"name\":\"sink\""), "chain_breaks"), 1);
     assert_int_equal(json_number_after(strstr(r->body, "\"route\":\"GET /silent\""), "unanswered"),
                      1);
-    assert_int_equal(layer_named(app, "sink")->n.chain_breaks, 1);
+    assert_int_equal(layer_named(app, "sink")->n->chain_breaks, 1);
     vie_test_response_free(r);
     vie_app_free(app);
 }

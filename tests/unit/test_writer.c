@@ -107,7 +107,7 @@ static void second_send_is_refused(void **state)
     size_t len = f->out.len;
     assert_int_equal(vie_send_text(f->c, 500, "two"), VIE_DONE);
     assert_int_equal(f->out.len, len); /* nothing more on the wire */
-    assert_int_equal(f->app->stats.writer_refusals, 1);
+    assert_int_equal(f->app->stats->writer_refusals, 1);
     assert_int_equal(vie_response_status(f->c), 200);
 }
 
@@ -118,7 +118,7 @@ static void header_after_head_is_refused(void **state)
     assert_int_equal(vie_header_add(f->c, "X-Late", "1"), VIE_ESTATE);
     assert_int_equal(vie_set_status(f->c, 404), VIE_ESTATE);
     assert_int_equal(vie_set_content_length(f->c, 5), VIE_ESTATE);
-    assert_int_equal(f->app->stats.writer_refusals, 3);
+    assert_int_equal(f->app->stats->writer_refusals, 3);
 }
 
 static void write_after_end_is_refused(void **state)
