@@ -38,6 +38,21 @@ static vie_status echo(vie_ctx *c, void *arg)
 /* Chaos routes (--chaos only): failures on purpose, to test the
  * machinery that contains them. */
 
+/* The ms query parameter, 0 when absent; false when it is not 0..60000. */
+static bool query_ms(vie_ctx *c, unsigned long *ms)
+{
+    vie_str v = vie_query_param(c, "ms");
+    char digits[16] = "0";
+    if (v.ptr) {
+        if (v.len == 0 || v.len >= sizeof digits) return false;
+        memcpy(digits, v.ptr, v.len);
+        digits[v.len] = '\0';
+    }
+    char *end;
+    *ms = strtoul(digits, &end, 10);
+    return *end == '\0' && digits[0] != '-' && *ms <= 60000;
+}
+
 typedef struct nap {
     uv_timer_t timer;
     vie_ref ref;
@@ -73,15 +88,8 @@ static void nap_cancel(void *arg)
 static vie_status chaos_sleep(vie_ctx *c, void *arg)
 {
     (void)arg;
-    vie_str v = vie_query_param(c, "ms");
-    char digits[16] = "0";
-    if (v.ptr && v.len < sizeof digits) {
-        memcpy(digits, v.ptr, v.len);
-        digits[v.len] = '\0';
-    }
-    char *end;
-    unsigned long ms = strtoul(digits, &end, 10);
-    if (*end || ms > 60000) return vie_send_problem(c, 400, "ms must be 0 to 60000");
+    unsigned long ms;
+    if (!query_ms(c, &ms)) return vie_send_problem(c, 400, "ms must be 0 to 60000");
     nap *n = malloc(sizeof *n);
     if (!n) return vie_send_problem(c, 503, "out of memory");
     n->ref = vie_ref_of(c);
@@ -98,15 +106,8 @@ static vie_status chaos_sleep(vie_ctx *c, void *arg)
 static vie_status chaos_block(vie_ctx *c, void *arg)
 {
     (void)arg;
-    vie_str v = vie_query_param(c, "ms");
-    char digits[16] = "0";
-    if (v.ptr && v.len < sizeof digits) {
-        memcpy(digits, v.ptr, v.len);
-        digits[v.len] = '\0';
-    }
-    char *end;
-    unsigned long ms = strtoul(digits, &end, 10);
-    if (*end || ms > 60000) return vie_send_problem(c, 400, "ms must be 0 to 60000");
+    unsigned long ms;
+    if (!query_ms(c, &ms)) return vie_send_problem(c, 400, "ms must be 0 to 60000");
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     char body[48];

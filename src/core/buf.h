@@ -15,6 +15,8 @@ typedef struct vie_buf {
 /* Make room for at least n more bytes; -1 when out of memory. */
 int buf_reserve(vie_buf *b, size_t n);
 void buf_free(vie_buf *b);
+/* Append printf-formatted text; on failure nothing is appended. */
+void buf_printf(vie_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static inline int buf_append(vie_buf *b, const void *p, size_t n)
 {

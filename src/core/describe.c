@@ -10,21 +10,6 @@
 #include "core/ctx.h"
 #include "http/writer.h"
 
-static void out(vie_buf *b, const char *fmt, ...) VIE_PRINTF(2, 3);
-
-static void out(vie_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || buf_reserve(b, (size_t)n + 1) != 0) return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 static void out_json_str(vie_buf *b, const char *s)
 {
     size_t n = strlen(s);
@@ -35,127 +20,129 @@ static void out_json_str(vie_buf *b, const char *s)
 static void out_name_list(vie_buf *b, const char *label, const char *const *v)
 {
     if (!v || !*v) return;
-    out(b, " %s=", label);
+    buf_printf(b, " %s=", label);
     for (const char *const *p = v; *p; p++)
-        out(b, "%s%s", p == v ? "" : ",", *p);
+        buf_printf(b, "%s%s", p == v ? "" : ",", *p);
 }
 
 static void describe_text(vie_app *app, vie_buf *b)
 {
     for (size_t i = 0; i < app->n_routes; i++) {
         const route_entry *r = app->routes[i];
-        out(b, "%s\n", r->label);
+        buf_printf(b, "%s\n", r->label);
         for (uint32_t k = 0; k < r->chain.n; k++) {
             const layer *l = r->chain.layers[k];
-            out(b, "  %2u. %-24s %-7s", k + 1, l->mw.name, pipeline_phase_name(l->mw.phase));
-            out(b, " [%s%s%s]", l->mw.before ? "before" : "",
-                l->mw.before && l->mw.after ? "+" : "", l->mw.after ? "after" : "");
+            buf_printf(b, "  %2u. %-24s %-7s", k + 1, l->mw.name, pipeline_phase_name(l->mw.phase));
+            buf_printf(b, " [%s%s%s]", l->mw.before ? "before" : "",
+                       l->mw.before && l->mw.after ? "+" : "", l->mw.after ? "after" : "");
             out_name_list(b, "requires", l->mw.requires);
             out_name_list(b, "runs_before", l->mw.runs_before);
             out_name_list(b, "runs_after", l->mw.runs_after);
-            out(b, "  <- %s\n", r->chain.reasons[k]);
+            buf_printf(b, "  <- %s\n", r->chain.reasons[k]);
         }
-        out(b, "  %2u. handler", r->chain.n + 1);
+        buf_printf(b, "  %2u. handler", r->chain.n + 1);
         out_name_list(b, "requires", (const char *const *)r->requires);
-        out(b, "\n");
+        buf_printf(b, "\n");
     }
 }
 
 static void json_list(vie_buf *b, const char *key, const char *const *v)
 {
-    out(b, ",\"%s\":[", key);
+    buf_printf(b, ",\"%s\":[", key);
     for (const char *const *p = v; p && *p; p++) {
-        if (p != v) out(b, ",");
+        if (p != v) buf_printf(b, ",");
         out_json_str(b, *p);
     }
-    out(b, "]");
+    buf_printf(b, "]");
 }
 
 static void describe_json(vie_app *app, vie_buf *b)
 {
-    out(b, "{\"routes\":[");
+    buf_printf(b, "{\"routes\":[");
     for (size_t i = 0; i < app->n_routes; i++) {
         const route_entry *r = app->routes[i];
-        out(b, "%s{\"route\":", i ? "," : "");
+        buf_printf(b, "%s{\"route\":", i ? "," : "");
         out_json_str(b, r->label);
-        out(b, ",\"method\":");
+        buf_printf(b, ",\"method\":");
         out_json_str(b, r->method);
-        out(b, ",\"pattern\":");
+        buf_printf(b, ",\"pattern\":");
         out_json_str(b, r->pattern);
         json_list(b, "requires", (const char *const *)r->requires);
-        out(b, ",\"counters\":{\"unanswered\":%llu,\"requires_refused\":%llu,\"panics\":%llu}",
-            (unsigned long long)r->n->unanswered, (unsigned long long)r->n->requires_refused,
-            (unsigned long long)r->n->panics);
-        out(b, ",\"chain\":[");
+        buf_printf(b,
+                   ",\"counters\":{\"unanswered\":%llu,\"requires_refused\":%llu,\"panics\":%llu}",
+                   (unsigned long long)r->n->unanswered, (unsigned long long)r->n->requires_refused,
+                   (unsigned long long)r->n->panics);
+        buf_printf(b, ",\"chain\":[");
         for (uint32_t k = 0; k < r->chain.n; k++) {
             const layer *l = r->chain.layers[k];
-            out(b, "%s{\"name\":", k ? "," : "");
+            buf_printf(b, "%s{\"name\":", k ? "," : "");
             out_json_str(b, l->mw.name);
-            out(b, ",\"phase\":\"%s\",\"before\":%s,\"after\":%s,\"scope\":",
-                pipeline_phase_name(l->mw.phase), l->mw.before ? "true" : "false",
-                l->mw.after ? "true" : "false");
+            buf_printf(b, ",\"phase\":\"%s\",\"before\":%s,\"after\":%s,\"scope\":",
+                       pipeline_phase_name(l->mw.phase), l->mw.before ? "true" : "false",
+                       l->mw.after ? "true" : "false");
             out_json_str(b, l->group ? l->group->prefix : "app");
             json_list(b, "requires", l->mw.requires);
             json_list(b, "runs_before", l->mw.runs_before);
             json_list(b, "runs_after", l->mw.runs_after);
-            out(b, ",\"reason\":");
+            buf_printf(b, ",\"reason\":");
             out_json_str(b, r->chain.reasons[k]);
-            out(b,
-                ",\"counters\":{\"chain_breaks\":%llu,\"next_after_done\":%llu,"
-                "\"async_timeouts\":%llu,\"invalid_status\":%llu,\"panics\":%llu}}",
-                (unsigned long long)l->n->chain_breaks, (unsigned long long)l->n->next_after_done,
-                (unsigned long long)l->n->async_timeouts, (unsigned long long)l->n->invalid_status,
-                (unsigned long long)l->n->panics);
+            buf_printf(b,
+                       ",\"counters\":{\"chain_breaks\":%llu,\"next_after_done\":%llu,"
+                       "\"async_timeouts\":%llu,\"invalid_status\":%llu,\"panics\":%llu}}",
+                       (unsigned long long)l->n->chain_breaks,
+                       (unsigned long long)l->n->next_after_done,
+                       (unsigned long long)l->n->async_timeouts,
+                       (unsigned long long)l->n->invalid_status, (unsigned long long)l->n->panics);
         }
-        out(b, "]}");
+        buf_printf(b, "]}");
     }
     const vie_stats *s = app->stats;
-    out(b,
-        "],\"counters\":{\"requests\":%llu,\"chain_breaks\":%llu,\"next_after_done\":%llu,"
-        "\"requires_refused\":%llu,\"key_conflicts\":%llu,\"async_timeouts\":%llu,"
-        "\"deadline_exceeded\":%llu,\"stale_refs\":%llu,\"frozen_refusals\":%llu,"
-        "\"writer_refusals\":%llu,\"panics\":%llu}}",
-        (unsigned long long)s->requests, (unsigned long long)s->chain_breaks,
-        (unsigned long long)s->next_after_done, (unsigned long long)s->requires_refused,
-        (unsigned long long)s->key_conflicts, (unsigned long long)s->async_timeouts,
-        (unsigned long long)s->deadline_exceeded, (unsigned long long)s->stale_refs,
-        (unsigned long long)s->frozen_refusals, (unsigned long long)s->writer_refusals,
-        (unsigned long long)s->panics);
+    buf_printf(b,
+               "],\"counters\":{\"requests\":%llu,\"chain_breaks\":%llu,\"next_after_done\":%llu,"
+               "\"requires_refused\":%llu,\"key_conflicts\":%llu,\"async_timeouts\":%llu,"
+               "\"deadline_exceeded\":%llu,\"stale_refs\":%llu,\"frozen_refusals\":%llu,"
+               "\"writer_refusals\":%llu,\"panics\":%llu}}",
+               (unsigned long long)s->requests, (unsigned long long)s->chain_breaks,
+               (unsigned long long)s->next_after_done, (unsigned long long)s->requires_refused,
+               (unsigned long long)s->key_conflicts, (unsigned long long)s->async_timeouts,
+               (unsigned long long)s->deadline_exceeded, (unsigned long long)s->stale_refs,
+               (unsigned long long)s->frozen_refusals, (unsigned long long)s->writer_refusals,
+               (unsigned long long)s->panics);
 }
 
 /* Mermaid labels are quoted: drop the characters that would end them. */
 static void out_mermaid_label(vie_buf *b, const char *s)
 {
     for (; *s; s++)
-        out(b, "%c", (*s == '"' || *s == '\n') ? '\'' : *s);
+        buf_printf(b, "%c", (*s == '"' || *s == '\n') ? '\'' : *s);
 }
 
 static void describe_mermaid(vie_app *app, vie_buf *b)
 {
-    out(b, "flowchart LR\n");
+    buf_printf(b, "flowchart LR\n");
     for (size_t i = 0; i < app->n_routes; i++) {
         const route_entry *r = app->routes[i];
-        out(b, "  subgraph r%zu[\"", i);
+        buf_printf(b, "  subgraph r%zu[\"", i);
         out_mermaid_label(b, r->label);
-        out(b, "\"]\n    direction LR\n");
+        buf_printf(b, "\"]\n    direction LR\n");
         for (uint32_t k = 0; k < r->chain.n; k++) {
             const layer *l = r->chain.layers[k];
-            out(b, "    r%zu_%u[\"", i, k);
+            buf_printf(b, "    r%zu_%u[\"", i, k);
             out_mermaid_label(b, l->mw.name);
-            out(b, "<br/><i>%s</i>\"]\n", pipeline_phase_name(l->mw.phase));
+            buf_printf(b, "<br/><i>%s</i>\"]\n", pipeline_phase_name(l->mw.phase));
         }
-        out(b, "    r%zu_h([\"handler\"])\n", i);
+        buf_printf(b, "    r%zu_h([\"handler\"])\n", i);
         for (uint32_t k = 0; k < r->chain.n; k++) {
             if (k + 1 < r->chain.n)
-                out(b, "    r%zu_%u -->|\"", i, k);
+                buf_printf(b, "    r%zu_%u -->|\"", i, k);
             else
-                out(b, "    r%zu_%u --> r%zu_h\n", i, k, i);
+                buf_printf(b, "    r%zu_%u --> r%zu_h\n", i, k, i);
             if (k + 1 < r->chain.n) {
                 out_mermaid_label(b, r->chain.reasons[k + 1]);
-                out(b, "\"| r%zu_%u\n", i, k + 1);
+                buf_printf(b, "\"| r%zu_%u\n", i, k + 1);
             }
         }
-        out(b, "  end\n");
+        buf_printf(b, "  end\n");
     }
 }
 

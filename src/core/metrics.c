@@ -50,37 +50,22 @@ void metrics_request_done(vie_ctx *c)
 /* ------------------------------------------------------------------ */
 /* Exposition                                                          */
 
-static void out(vie_buf *b, const char *fmt, ...) VIE_PRINTF(2, 3);
-
-static void out(vie_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || buf_reserve(b, (size_t)n + 1) != 0) return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 /* A label value: backslash, double quote and newline escaped. */
 static void out_label(vie_buf *b, const char *s)
 {
     for (; *s; s++) {
         if (*s == '\\' || *s == '"')
-            out(b, "\\%c", *s);
+            buf_printf(b, "\\%c", *s);
         else if (*s == '\n')
-            out(b, "\\n");
+            buf_printf(b, "\\n");
         else
-            out(b, "%c", *s);
+            buf_printf(b, "%c", *s);
     }
 }
 
 static void help(vie_buf *b, const char *name, const char *type, const char *text)
 {
-    out(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
 static void route_requests(vie_buf *b, const char *pattern, const char *method,
@@ -89,9 +74,10 @@ static void route_requests(vie_buf *b, const char *pattern, const char *method,
     for (int i = 0; i < 500; i++) {
         uint64_t v = n->by_status[i];
         if (!v) continue;
-        out(b, "vie_requests_total{route=\"");
+        buf_printf(b, "vie_requests_total{route=\"");
         out_label(b, pattern);
-        out(b, "\",method=\"%s\",status=\"%d\"} %llu\n", method, i + 100, (unsigned long long)v);
+        buf_printf(b, "\",method=\"%s\",status=\"%d\"} %llu\n", method, i + 100,
+                   (unsigned long long)v);
     }
 }
 
@@ -105,20 +91,20 @@ static void route_histogram(vie_buf *b, const char *pattern, const char *method,
     uint64_t cum = 0;
     for (int i = 0; i <= METRIC_BUCKETS; i++) {
         cum += counts[i];
-        out(b, "vie_request_duration_seconds_bucket{route=\"");
+        buf_printf(b, "vie_request_duration_seconds_bucket{route=\"");
         out_label(b, pattern);
         if (i < METRIC_BUCKETS)
-            out(b, "\",method=\"%s\",le=\"%g\"} %llu\n", method, metric_bucket_bounds[i],
-                (unsigned long long)cum);
+            buf_printf(b, "\",method=\"%s\",le=\"%g\"} %llu\n", method, metric_bucket_bounds[i],
+                       (unsigned long long)cum);
         else
-            out(b, "\",method=\"%s\",le=\"+Inf\"} %llu\n", method, (unsigned long long)cum);
+            buf_printf(b, "\",method=\"%s\",le=\"+Inf\"} %llu\n", method, (unsigned long long)cum);
     }
-    out(b, "vie_request_duration_seconds_sum{route=\"");
+    buf_printf(b, "vie_request_duration_seconds_sum{route=\"");
     out_label(b, pattern);
-    out(b, "\",method=\"%s\"} %.6f\n", method, (double)n->duration_us / 1e6);
-    out(b, "vie_request_duration_seconds_count{route=\"");
+    buf_printf(b, "\",method=\"%s\"} %.6f\n", method, (double)n->duration_us / 1e6);
+    buf_printf(b, "vie_request_duration_seconds_count{route=\"");
     out_label(b, pattern);
-    out(b, "\",method=\"%s\"} %llu\n", method, (unsigned long long)total);
+    buf_printf(b, "\",method=\"%s\"} %llu\n", method, (unsigned long long)total);
 }
 
 /* One counter per layer (and per route for the handler), from an offset
@@ -130,18 +116,18 @@ static void per_layer(vie_buf *b, vie_app *app, const char *name, const char *te
     for (size_t i = 0; i < app->n_layers; i++) {
         const layer *l = app->layers[i];
         uint64_t v = *(const _Atomic uint64_t *)((const char *)l->n + layer_off);
-        out(b, "%s{layer=\"", name);
+        buf_printf(b, "%s{layer=\"", name);
         out_label(b, l->mw.name);
-        out(b, "\"} %llu\n", (unsigned long long)v);
+        buf_printf(b, "\"} %llu\n", (unsigned long long)v);
     }
     if (route_off == (size_t)-1) return;
     for (size_t i = 0; i < app->n_routes; i++) {
         const route_entry *r = app->routes[i];
         uint64_t v = *(const _Atomic uint64_t *)((const char *)r->n + route_off);
         if (!v) continue;
-        out(b, "%s{layer=\"handler\",route=\"", name);
+        buf_printf(b, "%s{layer=\"handler\",route=\"", name);
         out_label(b, r->label);
-        out(b, "\"} %llu\n", (unsigned long long)v);
+        buf_printf(b, "\"} %llu\n", (unsigned long long)v);
     }
 }
 
@@ -165,7 +151,7 @@ char *vie_app_metrics(vie_app *app)
         route_histogram(&b, "", method_names[m], &app->unmatched[m]);
 
     help(&b, "vie_requests_in_flight", "gauge", "Requests being served now, all workers.");
-    out(&b, "vie_requests_in_flight %lld\n", (long long)s->in_flight);
+    buf_printf(&b, "vie_requests_in_flight %lld\n", (long long)s->in_flight);
 
     per_layer(&b, app, "vie_panics_total", "vie_panic and VIE_ASSERT, contained.",
               offsetof(layer_counters, panics), offsetof(route_counters, panics));
@@ -182,9 +168,9 @@ char *vie_app_metrics(vie_app *app)
     help(&b, "vie_ctx_conflicts_total", "counter", "Refused writes of typed request values.");
     for (size_t k = 0; k < app->n_keys; k++) {
         if (!app->keys[k]) continue;
-        out(&b, "vie_ctx_conflicts_total{key=\"");
+        buf_printf(&b, "vie_ctx_conflicts_total{key=\"");
         out_label(&b, app->keys[k]->name);
-        out(&b, "\"} %llu\n", (unsigned long long)app->key_conflicts[k]);
+        buf_printf(&b, "\"} %llu\n", (unsigned long long)app->key_conflicts[k]);
     }
 
     static const struct {
@@ -210,7 +196,8 @@ char *vie_app_metrics(vie_app *app)
     };
     for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++) {
         help(&b, totals[i].name, "counter", totals[i].help);
-        out(&b, "%s %llu\n", totals[i].name,
+        buf_printf(
+            &b, "%s %llu\n", totals[i].name,
             (unsigned long long)*(const _Atomic uint64_t *)((const char *)s + totals[i].off));
     }
     if (buf_reserve(&b, 1) != 0) {
