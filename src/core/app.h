@@ -135,6 +135,7 @@ struct vie_app {
     struct shm_region *shm;          /* counters shared by every worker */
     vie_stats *stats;                /* in shm */
     _Atomic uint64_t *key_conflicts; /* in shm, per key slot */
+    const struct layer **key_owners; /* per key slot, resolved at freeze */
     route_counters *unmatched;       /* in shm, per http_method id: requests no route took */
     struct inflight_slot *inflight;  /* in shm: every worker\'s requests in flight */
 };

@@ -47,6 +47,8 @@ int vie_key_register(vie_app *app, vie_key *key)
 
 void keys_free(vie_app *app)
 {
+    free(app->key_owners);
+    app->key_owners = NULL;
     free(app->keys);
     app->keys = NULL;
     app->n_keys = app->cap_keys = 0;
@@ -55,16 +57,6 @@ void keys_free(vie_app *app)
 static bool registered(const vie_app *app, const vie_key *key)
 {
     return key && key->slot && key->slot - 1 < app->n_keys && app->keys[key->slot - 1] == key;
-}
-
-/* The layer that owns key, or NULL. Keys and owners are few; this runs
- * only on writes to OWNER keys. */
-static const layer *owner_of(const vie_app *app, const vie_key *key)
-{
-    for (size_t i = 0; i < app->n_layers; i++)
-        for (vie_key *const *p = app->layers[i]->mw.owns; p && *p; p++)
-            if (*p == key) return app->layers[i];
-    return NULL;
 }
 
 static int conflict(vie_ctx *c, vie_key *key, const char *why, const char *other)
@@ -100,7 +92,7 @@ int vie_ctx_set(vie_ctx *c, vie_key *key, const void *value, size_t size)
     key_slot *s = &c->slots[key->slot - 1];
     switch (key->policy) {
     case VIE_KEY_OWNER: {
-        const layer *owner = owner_of(c->app, key);
+        const layer *owner = c->app->key_owners ? c->app->key_owners[key->slot - 1] : NULL;
         if (!owner || owner != c->cur)
             return conflict(c, key, "it is owned by", owner ? owner->mw.name : "no layer");
         if (s->set && key->destroy) key->destroy(&s->value); /* the owner may rewrite it */

@@ -377,9 +377,16 @@ out:
     return errors;
 }
 
+/* Also resolves each OWNER key's owner once, so writes need no search. */
 static int check_key_owners(vie_app *app)
 {
     int errors = 0;
+    free(app->key_owners);
+    app->key_owners = calloc(app->n_keys + 1, sizeof *app->key_owners);
+    if (!app->key_owners) {
+        LOG_ERROR("pipeline: out of memory");
+        return 1;
+    }
     for (size_t k = 0; k < app->n_keys; k++) {
         vie_key *key = app->keys[k];
         if (!key) continue;
@@ -394,6 +401,7 @@ static int check_key_owners(vie_app *app)
                     errors++;
                 } else if (owners++ == 0) {
                     first = app->layers[i]->mw.name;
+                    app->key_owners[k] = app->layers[i];
                 } else {
                     LOG_ERROR("pipeline: key %s has two owners: %s and %s", key->name, first,
                               app->layers[i]->mw.name);

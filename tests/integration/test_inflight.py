@@ -33,6 +33,17 @@ class TestInflight(VieTestCase):
                 break
             time.sleep(0.05)
         self.assertEqual(len(sleeping), 4, sleeping)
+        # every worker sees every worker's requests: ask over several fresh
+        # connections (the workers take turns accepting) and check the pids
+        kids = set(int(x) for x in open("/proc/%d/task/%d/children" % (srv.pid, srv.pid)).read().split())
+        answered_by = set()
+        for _ in range(8):
+            doc = get(srv.port, "/debug/requests").json()
+            rows = [r for r in doc["requests"] if r["route"] == "GET /chaos/sleep"]
+            self.assertEqual(len(rows), 4, rows)
+            self.assertTrue({r["worker_pid"] for r in rows} <= kids, (rows, kids))
+            answered_by |= {r["worker_pid"] for r in doc["requests"] if r["route"] == "GET /debug/requests"}
+        self.assertTrue(answered_by <= kids)
         for r in sleeping:
             self.assertEqual(r["layer"], "handler")
             self.assertEqual(r["method"], "GET")
