@@ -90,7 +90,6 @@ typedef struct route_entry {
 /* Counters of events that must never pass silently. The metrics issue
  * turns them into Prometheus series; tests read them directly. */
 typedef struct vie_stats {
-    _Atomic uint64_t requests;
     _Atomic int64_t in_flight;           /* requests dispatched and not yet answered */
     _Atomic uint64_t crashes;            /* crash signals in layers and handlers */
     _Atomic uint64_t worker_restarts;    /* workers the supervisor replaced */

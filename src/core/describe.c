@@ -8,6 +8,7 @@
 
 #include "core/buf.h"
 #include "core/ctx.h"
+#include "core/metrics.h"
 #include "http/writer.h"
 
 static void out_json_str(vie_buf *b, const char *s)
@@ -102,12 +103,12 @@ static void describe_json(vie_app *app, vie_buf *b)
                "\"requires_refused\":%llu,\"key_conflicts\":%llu,\"async_timeouts\":%llu,"
                "\"deadline_exceeded\":%llu,\"stale_refs\":%llu,\"frozen_refusals\":%llu,"
                "\"writer_refusals\":%llu,\"panics\":%llu}}",
-               (unsigned long long)s->requests, (unsigned long long)s->chain_breaks,
-               (unsigned long long)s->next_after_done, (unsigned long long)s->requires_refused,
-               (unsigned long long)s->key_conflicts, (unsigned long long)s->async_timeouts,
-               (unsigned long long)s->deadline_exceeded, (unsigned long long)s->stale_refs,
-               (unsigned long long)s->frozen_refusals, (unsigned long long)s->writer_refusals,
-               (unsigned long long)s->panics);
+               (unsigned long long)metrics_requests_answered(app),
+               (unsigned long long)s->chain_breaks, (unsigned long long)s->next_after_done,
+               (unsigned long long)s->requires_refused, (unsigned long long)s->key_conflicts,
+               (unsigned long long)s->async_timeouts, (unsigned long long)s->deadline_exceeded,
+               (unsigned long long)s->stale_refs, (unsigned long long)s->frozen_refusals,
+               (unsigned long long)s->writer_refusals, (unsigned long long)s->panics);
 }
 
 /* Mermaid labels are quoted: drop the characters that would end them. */

@@ -26,7 +26,6 @@ static bool normalize_path(vie_ctx *c)
 
 void dispatch_request(vie_ctx *c)
 {
-    c->app->stats->requests++;
     if (c->req.method_id == HTTP_M_OPTIONS && c->req.path_len == 1 && c->req.path[0] == '*') {
         /* OPTIONS * asks about the server, not a resource. */
         vie_header_add(c, "Allow", "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS");

@@ -18,6 +18,24 @@ const double metric_bucket_bounds[METRIC_BUCKETS] = {
 static const char *const method_names[] = {"OTHER",  "GET",   "HEAD",    "POST",  "PUT",
                                            "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"};
 
+static uint64_t answered(const route_counters *n)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < 500; i++)
+        sum += n->by_status[i];
+    return sum;
+}
+
+uint64_t metrics_requests_answered(vie_app *app)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < app->n_routes; i++)
+        sum += answered(app->routes[i]->n);
+    for (int m = 0; m <= HTTP_M_CONNECT; m++)
+        sum += answered(&app->unmatched[m]);
+    return sum;
+}
+
 void metrics_request_start(vie_ctx *c)
 {
     c->app->stats->in_flight++;
