@@ -80,7 +80,8 @@ vie_app *vie_app_new(const vie_options *opt)
         app->inflight =
             shm_alloc(app->shm, sizeof(inflight_slot) * INFLIGHT_REGIONS * INFLIGHT_SLOTS);
     }
-    if (!app->listen || !app->router || !app->stats || !app->unmatched || !app->key_conflicts) {
+    if (!app->listen || !app->router || !app->stats || !app->unmatched || !app->key_conflicts ||
+        !app->inflight) {
         vie_app_free(app);
         return NULL;
     }
@@ -225,6 +226,15 @@ static int add_layer(vie_app *app, vie_group *g, const vie_middleware *mw, void 
     size_t n_owns = 0;
     while (mw->owns && mw->owns[n_owns])
         n_owns++;
+    /* Keys a layer owns are registered with it, first: a refused key
+     * leaves nothing half-registered (the caller keeps its state). */
+    for (size_t i = 0; i < n_owns; i++) {
+        int rc = vie_key_register(app, mw->owns[i]);
+        if (rc != VIE_OK) {
+            layer_free(l); /* its free_state is not set yet: the state stays the caller's */
+            return rc;
+        }
+    }
     if (n_owns) {
         vie_key **owns = calloc(n_owns + 1, sizeof *owns);
         if (owns) memcpy(owns, mw->owns, n_owns * sizeof *owns);
@@ -246,11 +256,6 @@ static int add_layer(vie_app *app, vie_group *g, const vie_middleware *mw, void 
         return VIE_ENOMEM;
     }
     l->mw.free_state = mw->free_state;
-    /* Keys a layer owns are registered with it. */
-    for (size_t i = 0; i < n_owns; i++) {
-        int rc = vie_key_register(app, mw->owns[i]);
-        if (rc != VIE_OK) return rc;
-    }
     return VIE_OK;
 }
 

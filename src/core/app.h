@@ -129,6 +129,7 @@ struct vie_app {
     bool freeze_failed;
     _Atomic(struct server *) srv; /* set while running; vie_app_stop reads it */
     atomic_bool stop_requested;
+    atomic_bool supervising;         /* this process is the supervisor (supervisor.c) */
     struct testkit *testkit;         /* vie_test_begin */
     volatile bool tainted;           /* a crash signal was contained: this process must go */
     struct shm_region *shm;          /* counters shared by every worker */

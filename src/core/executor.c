@@ -579,6 +579,12 @@ int vie_resume(vie_ref ref, vie_status st)
         c->early_resume = (int8_t)st; /* its before hook has not returned yet */
         return VIE_OK;
     }
+    if (c->blocking_running) {
+        LOG_ERROR("vie_resume refused: route %s runs a blocking handler, which answers by "
+                  "returning",
+                  c->route->label);
+        return VIE_ESTATE;
+    }
     if (c->exec != EXEC_PARKED) {
         LOG_ERROR("vie_resume refused: the request is not parked (route %s, in %s)",
                   c->route ? c->route->label : "?", c->actor);

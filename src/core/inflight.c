@@ -17,7 +17,9 @@ static int g_next = 0; /* where to start looking for a free slot */
 void inflight_set_region(vie_app *app, int region)
 {
     (void)app;
-    g_region = region >= 0 && region < INFLIGHT_REGIONS ? region : 0;
+    /* Out of range (more workers than regions): this worker is not tracked,
+     * rather than sharing another worker's rows. */
+    g_region = region >= 0 && region < INFLIGHT_REGIONS ? region : -1;
 }
 
 static inflight_slot *region_slots(vie_app *app, int region)
@@ -27,7 +29,7 @@ static inflight_slot *region_slots(vie_app *app, int region)
 
 inflight_slot *inflight_take(vie_ctx *c)
 {
-    if (!c->app->inflight || !c->route) return NULL;
+    if (!c->app->inflight || !c->route || g_region < 0) return NULL;
     inflight_slot *r = region_slots(c->app, g_region);
     /* Single-threaded per process: a rotating scan finds a free slot in a
      * step or two while fewer than INFLIGHT_SLOTS requests are in flight. */
@@ -71,12 +73,14 @@ static const char *layer_at(const route_entry *r, int32_t pos)
 
 void inflight_watchdog(vie_app *app, uint32_t threshold_ms)
 {
-    if (!app->inflight) return;
+    if (!app->inflight || g_region < 0) return;
     uint64_t now = clock_now_ns(), limit = (uint64_t)threshold_ms * 1000000u;
+    int32_t self = (int32_t)getpid();
     inflight_slot *r = region_slots(app, g_region);
     for (int i = 0; i < INFLIGHT_SLOTS; i++) {
         inflight_slot *s = &r[i];
-        if (!atomic_load_explicit(&s->pid, memory_order_acquire) || s->reported || !s->owner)
+        /* owner is a pointer of the process that took the slot: only ours. */
+        if (atomic_load_explicit(&s->pid, memory_order_acquire) != self || s->reported || !s->owner)
             continue;
         uint64_t since = atomic_load_explicit(&s->layer_enter_ns, memory_order_relaxed);
         if (now < since || now - since < limit) continue;
@@ -92,6 +96,10 @@ void inflight_watchdog(vie_app *app, uint32_t threshold_ms)
             len += (size_t)snprintf(
                 trail + len, sizeof trail - len, "%s%s %lluus%s", k ? " > " : "", e->layer,
                 (unsigned long long)((end - e->enter_ns) / 1000), pending ? " (pending)" : "");
+            if (len >= sizeof trail) { /* snprintf says what it would have written */
+                len = sizeof trail - 1;
+                break;
+            }
         }
         trail[len] = '\0';
         LOG_WARN("watchdog: %s %s (route %s) has been in %s for %llu ms; trail: %s", s->method,

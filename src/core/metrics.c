@@ -71,13 +71,13 @@ void metrics_request_done(vie_ctx *c)
 /* A label value: backslash, double quote and newline escaped. */
 static void out_label(vie_buf *b, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            buf_printf(b, "\\%c", *s);
-        else if (*s == '\n')
-            buf_printf(b, "\\n");
-        else
-            buf_printf(b, "%c", *s);
+    while (*s) {
+        size_t run = strcspn(s, "\\\"\n"); /* plain bytes, copied in one go */
+        buf_append(b, s, run);
+        s += run;
+        if (!*s) break;
+        buf_append(b, *s == '\n' ? "\\n" : *s == '"' ? "\\\"" : "\\\\", 2);
+        s++;
     }
 }
 

@@ -236,6 +236,10 @@ vie_test_response *vie_test_raw(vie_app *app, const void *bytes, size_t len)
             if (c->exec != EXEC_DONE) {
                 LOG_ERROR("vie_test: the request did not complete within 30 s; cancelling it");
                 executor_cancel(c, "vie_test gave up");
+                /* A blocking handler's thread still uses the context and
+                 * the request bytes: they must outlive it. */
+                while (c->blocking_running)
+                    uv_run(&tk->loop, UV_RUN_ONCE);
             }
         }
     }
@@ -260,7 +264,7 @@ vie_test_response *vie_test_raw(vie_app *app, const void *bytes, size_t len)
 vie_test_response *vie_test_request(vie_app *app, const char *method, const char *target,
                                     const char *const *headers, const void *body, size_t body_len)
 {
-    if (!app || !method || !target) return NULL;
+    if (!app || !method || !target || (body_len && !body)) return NULL;
     vie_buf b = {0};
     char line[64];
     buf_append(&b, method, strlen(method));

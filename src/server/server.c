@@ -426,11 +426,15 @@ void vie_app_stop(vie_app *app)
     if (!app) return;
     atomic_store(&app->stop_requested, true);
     server *s = atomic_load(&app->srv);
-    if (s) uv_async_send(&s->wakeup);
+    if (s)
+        uv_async_send(&s->wakeup);
+    else if (atomic_load(&app->supervising))
+        kill(getpid(), SIGTERM); /* its sigtimedwait takes it */
 }
 
 int vie_app_port(const vie_app *app)
 {
+    if (!app) return 0;
     server *s = atomic_load(&((vie_app *)app)->srv);
     return s ? s->port : 0;
 }

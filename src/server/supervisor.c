@@ -94,6 +94,8 @@ static void worker_main(supervisor *sv, int index, unsigned generation, int regi
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == 1) _exit(0);
     log_set_prefix("worker %d.%u", index, generation);
+    atomic_store(&sv->app->stop_requested, false); /* the supervisor's, not ours */
+    atomic_store(&sv->app->supervising, false);
     inflight_set_region(sv->app, region);
     vie_app *app = sv->app;
     app->opt.handle_signals = true;
@@ -119,6 +121,7 @@ static int spawn(supervisor *sv, int index)
         for (int i = 0; i < MAX_WORKERS * 2; i++)
             if (sv->w[i].pid && sv->w[i].region == region) taken = true;
     }
+    if (region >= INFLIGHT_REGIONS) region = -1; /* untracked in /debug/requests */
     pid_t pid = fork();
     if (pid < 0) {
         LOG_ERROR("supervisor: cannot fork worker %d: %s", index, strerror(errno));
@@ -269,11 +272,15 @@ int supervisor_run(vie_app *app)
     }
     sigset_t set = handled_signals();
     sigprocmask(SIG_BLOCK, &set, NULL);
+    atomic_store(&app->supervising, true);
     LOG_INFO("supervisor: pid %d, %d worker%s", (int)getpid(), sv->n, sv->n > 1 ? "s" : "");
     for (int i = 0; i < sv->n; i++)
         spawn(sv, i);
 
     while (!(sv->stopping && live_workers(sv) == 0)) {
+        /* vie_app_stop (any thread, or before the run) raises SIGTERM on
+         * this process; a stop asked before the workers existed is seen here. */
+        if (atomic_exchange(&app->stop_requested, false) && !sv->stopping) raise(SIGTERM);
         uint64_t wait = next_wait_ms(sv);
         struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000};
         siginfo_t info;
@@ -310,6 +317,8 @@ int supervisor_run(vie_app *app)
         }
     }
     if (sv->listen_fd >= 0) close(sv->listen_fd);
+    atomic_store(&app->supervising, false);
+    atomic_store(&app->stop_requested, false);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     LOG_INFO("supervisor: stopped");
     free(sv);

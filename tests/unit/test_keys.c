@@ -654,9 +654,42 @@ static void key_registration_checks_its_arguments(void **state)
     vie_app_free(app);
 }
 
+static vie_status writer_before_stub(vie_ctx *c, void *s)
+{
+    return VIE_NEXT;
+}
+
+static int state_frees;
+static void count_free(void *state)
+{
+    (void)state;
+    state_frees++;
+}
+
+/* A layer whose owned key is refused is not registered at all: the
+ * caller keeps its state (no double free later), the app stays as it was. */
+static void refused_owned_key_registers_nothing(void **state)
+{
+    vie_log_set_level(VIE_LOG_OFF);
+    vie_app *app = vie_app_new(NULL);
+    static vie_key nameless = {NULL, VIE_KEY_OWNER, NULL, 0, 0};
+    static vie_key *const owns[] = {&nameless, NULL};
+    vie_middleware m = {.name = "owner",
+                        .phase = VIE_GUARD,
+                        .before = writer_before_stub,
+                        .owns = owns,
+                        .free_state = count_free};
+    state_frees = 0;
+    assert_int_equal(vie_use(app, &m, NULL), VIE_EINVAL);
+    assert_int_equal(app->n_layers, 0);
+    vie_app_free(app);
+    assert_int_equal(state_frees, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(refused_owned_key_registers_nothing),
 #define T(f) cmocka_unit_test_setup(f, reset)
         T(typed_values_round_trip),
         T(keys_spelled_alike_do_not_collide),
