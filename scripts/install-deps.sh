@@ -3,10 +3,12 @@
 # those that are missing. Uses sudo when not root.
 set -euo pipefail
 
-# build: compiler, cmake, libuv; tests: cmocka, python3, curl, clang's
-# libFuzzer and sanitizer runtimes; bench: wrk and nginx.
-PKGS=(build-essential cmake pkg-config libuv1-dev libcmocka-dev python3 curl
-      clang libclang-rt-14-dev clang-format wrk nginx valgrind procps util-linux)
+# build: compiler, cmake, libuv, libfyaml (config), hiredis (shared rate
+# limits); tests: cmocka, python3, curl, redis-server, clang's libFuzzer and
+# sanitizer runtimes; bench: wrk and nginx.
+PKGS=(build-essential cmake pkg-config libuv1-dev libfyaml-dev libhiredis-dev
+      libcmocka-dev python3 curl redis-server clang libclang-rt-14-dev clang-format
+      wrk nginx valgrind procps util-linux)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -22,6 +24,10 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts nginx on install; the bench runs its own.
-if printf '%s\n' "${missing[@]}" | grep -q nginx; then
-  $SUDO service nginx stop >/dev/null 2>&1 || true
-fi
+# Debian starts nginx and redis on install; the bench and the tests run
+# their own, on ports of their choosing.
+for svc in nginx redis-server; do
+  if printf '%s\n' "${missing[@]}" | grep -qx "$svc"; then
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done

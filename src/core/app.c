@@ -162,10 +162,44 @@ void vie_app_free(vie_app *app)
     }
     free(app->groups);
     keys_free(app);
+    free(app->hooks);
+    free(app->msources);
     router_free(app->router);
     shm_destroy(app->shm);
     free(app->listen);
     free(app);
+}
+
+int vie_app_hook_add(vie_app *app, vie_app_event ev, vie_app_hook fn, void *arg)
+{
+    if (!app || !fn || (unsigned)ev > VIE_EV_REOPEN) {
+        LOG_ERROR("vie_app_hook_add refused: %s", !app   ? "the app is NULL"
+                                                  : !fn ? "the hook is NULL"
+                                                        : "unknown event");
+        return VIE_EINVAL;
+    }
+    if (app->frozen) return app_refuse_frozen(app, "vie_app_hook_add", "hook");
+    if (app->n_hooks == app->cap_hooks) {
+        size_t cap = app->cap_hooks ? app->cap_hooks * 2 : 8;
+        app_hook *h = realloc(app->hooks, cap * sizeof *h);
+        if (!h) return VIE_ENOMEM;
+        app->hooks = h;
+        app->cap_hooks = cap;
+    }
+    app->hooks[app->n_hooks++] = (app_hook){ev, fn, arg};
+    return VIE_OK;
+}
+
+void app_run_hooks(vie_app *app, vie_app_event ev, void *loop)
+{
+    /* Stop runs in reverse, so what started last is torn down first. */
+    if (ev == VIE_EV_WORKER_STOP) {
+        for (size_t i = app->n_hooks; i-- > 0;)
+            if (app->hooks[i].ev == ev) app->hooks[i].fn(app, loop, app->hooks[i].arg);
+        return;
+    }
+    for (size_t i = 0; i < app->n_hooks; i++)
+        if (app->hooks[i].ev == ev) app->hooks[i].fn(app, loop, app->hooks[i].arg);
 }
 
 int ptr_array_push(void ***items, size_t *n, size_t *cap, void *p)

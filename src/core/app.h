@@ -8,11 +8,16 @@
 #include "http/parser.h"
 #include "router/router.h"
 #include "vie/vie.h"
+#include "vie/vie_mw.h"
 
 /* Layer instances per app: each gets one bit of the per-request mask of
  * layers that ran. */
 #define VIE_MAX_LAYERS  256
 #define VIE_LAYER_WORDS (VIE_MAX_LAYERS / 64)
+
+/* Upper bounds (seconds) of the request duration histogram. */
+#define METRIC_BUCKETS 14
+extern const double metric_bucket_bounds[METRIC_BUCKETS];
 
 typedef struct layer_counters {
     _Atomic uint64_t chain_breaks;    /* VIE_DONE without a response */
@@ -21,11 +26,11 @@ typedef struct layer_counters {
     _Atomic uint64_t invalid_status;  /* returned something not a vie_status */
     _Atomic uint64_t panics;          /* vie_panic / VIE_ASSERT in its hooks */
     _Atomic uint64_t crashes;         /* crash signals in its hooks */
+    /* Time in the layer (before hook, parked, after hook), when the
+     * metrics built-in turned the histograms on. */
+    _Atomic uint64_t buckets[METRIC_BUCKETS + 1]; /* the last is +Inf */
+    _Atomic uint64_t duration_us;
 } layer_counters;
-
-/* Upper bounds (seconds) of the request duration histogram. */
-#define METRIC_BUCKETS 14
-extern const double metric_bucket_bounds[METRIC_BUCKETS];
 
 /* A route's counters (and those of the requests no route matched). */
 typedef struct route_counters {
@@ -111,6 +116,20 @@ typedef struct vie_stats {
 
 struct server;
 struct shm_region;
+struct vie_buf;
+
+/* A vie_app_hook_add registration. */
+typedef struct app_hook {
+    vie_app_event ev;
+    vie_app_hook fn;
+    void *arg;
+} app_hook;
+
+/* More series for /metrics, from a built-in (metrics_add_source). */
+typedef struct metrics_source {
+    void (*fn)(struct vie_buf *b, void *arg);
+    void *arg;
+} metrics_source;
 
 struct vie_app {
     vie_options opt;
@@ -138,7 +157,15 @@ struct vie_app {
     const struct layer **key_owners; /* per key slot, resolved at freeze */
     route_counters *unmatched;       /* in shm, per http_method id: requests no route took */
     struct inflight_slot *inflight;  /* in shm: every worker\'s requests in flight */
+    app_hook *hooks;                 /* vie_app_hook_add, in registration order */
+    size_t n_hooks, cap_hooks;
+    metrics_source *msources;
+    size_t n_msources, cap_msources;
+    bool layer_histograms; /* time every layer into layer_counters.buckets */
 };
+
+/* Run the hooks registered for ev (WORKER_STOP: in reverse). */
+void app_run_hooks(vie_app *app, vie_app_event ev, void *loop);
 
 /* Refuse a registration call on a frozen app: logs, counts, VIE_EFROZEN. */
 int app_refuse_frozen(vie_app *app, const char *call, const char *what);

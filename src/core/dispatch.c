@@ -1,5 +1,7 @@
 #include "core/dispatch.h"
 
+#include <string.h>
+
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/writer.h"
@@ -47,6 +49,24 @@ void dispatch_request(vie_ctx *c)
     if (rr == ROUTER_NOT_FOUND) {
         vie_send_problem(c, 404, "no route matches this path");
         return;
+    }
+    if (rr == ROUTER_METHOD_NOT_ALLOWED && c->req.method_id == HTTP_M_OPTIONS) {
+        /* OPTIONS on a path with routes runs that path's pipeline (a CORS
+         * layer answers preflights there) and, if no layer answers, gets
+         * 204 with Allow. */
+        const char *allow = c->match.allow;
+        size_t al = strlen(allow);
+        char *with = arena_alloc(&c->arena, al + sizeof ", OPTIONS");
+        rr = router_find(c->app->router, allow, strcspn(allow, ", "), c->path.ptr, c->path.len,
+                         &c->match);
+        if (rr == ROUTER_FOUND && with) {
+            memcpy(with, allow, al);
+            memcpy(with + al, ", OPTIONS", sizeof ", OPTIONS");
+            c->auto_allow = with;
+        } else {
+            rr = ROUTER_METHOD_NOT_ALLOWED;
+            c->match.allow = allow;
+        }
     }
     if (rr == ROUTER_METHOD_NOT_ALLOWED) {
         vie_header_add(c, "Allow", c->match.allow);

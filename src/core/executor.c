@@ -323,12 +323,17 @@ static void run_loop(vie_ctx *c, uint64_t now)
             }
             c->cur = NULL;
             c->actor = r->label;
-            if (r->blocking && c->loop) {
-                start_blocking(c);
-                return;
+            if (c->auto_allow) { /* an OPTIONS no layer answered (dispatch.c) */
+                vie_header_add(c, "Allow", c->auto_allow);
+                st = vie_send(c, 204, NULL, NULL, 0);
+            } else {
+                if (r->blocking && c->loop) {
+                    start_blocking(c);
+                    return;
+                }
+                c->in_hook = true;
+                st = r->fn(c, r->arg);
             }
-            c->in_hook = true;
-            st = r->fn(c, r->arg);
         } else {
             layer *l = layers[pos];
             e->layer = l->mw.name;
@@ -478,6 +483,23 @@ static void run_defers(vie_ctx *c)
     }
 }
 
+/* The time each layer of the request took, into its histogram. */
+static void time_layers(vie_ctx *c)
+{
+    const chain *ch = &c->route->chain;
+    for (uint32_t i = 0; i < c->entered && i < ch->n; i++) {
+        const vie_trail_entry *e = &c->trail[i];
+        uint64_t ns = (e->leave_ns > e->enter_ns ? e->leave_ns - e->enter_ns : 0) + e->after_ns;
+        layer_counters *n = ch->layers[i]->n;
+        double s = (double)ns / 1e9;
+        int b = 0;
+        while (b < METRIC_BUCKETS && s > metric_bucket_bounds[b])
+            b++;
+        n->buckets[b]++;
+        n->duration_us += ns / 1000;
+    }
+}
+
 static void finish(vie_ctx *c)
 {
     c->exec = EXEC_RUNNING;
@@ -489,6 +511,7 @@ static void finish(vie_ctx *c)
     else if (c->res.state != RESP_ENDED)
         c->keep_alive = false; /* a truncated response must not be reused */
     run_after_hooks(c);
+    if (c->app->layer_histograms) time_layers(c);
     run_defers(c);
     keys_destroy_values(c);
     inflight_give(c);
@@ -516,6 +539,17 @@ void executor_start(vie_ctx *c)
     c->exec = EXEC_RUNNING;
     c->pos = 0;
     run(c, clock_now_ns());
+}
+
+int vie_deadline_set(vie_ctx *c, uint32_t ms)
+{
+    if (!c || c->exec == EXEC_IDLE || c->exec == EXEC_DONE) {
+        LOG_ERROR("vie_deadline_set refused: %s", !c ? "the request is NULL"
+                                                     : "the request is not running");
+        return VIE_EINVAL;
+    }
+    c->deadline_ns = ms ? c->start_ns + (uint64_t)ms * 1000000u : UINT64_MAX;
+    return VIE_OK;
 }
 
 void executor_cancel(vie_ctx *c, const char *why)

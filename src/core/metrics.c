@@ -69,7 +69,7 @@ void metrics_request_done(vie_ctx *c)
 /* Exposition                                                          */
 
 /* A label value: backslash, double quote and newline escaped. */
-static void out_label(vie_buf *b, const char *s)
+void metrics_label(vie_buf *b, const char *s)
 {
     while (*s) {
         size_t run = strcspn(s, "\\\"\n"); /* plain bytes, copied in one go */
@@ -81,7 +81,7 @@ static void out_label(vie_buf *b, const char *s)
     }
 }
 
-static void help(vie_buf *b, const char *name, const char *type, const char *text)
+void metrics_help(vie_buf *b, const char *name, const char *type, const char *text)
 {
     buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
@@ -93,7 +93,7 @@ static void route_requests(vie_buf *b, const char *pattern, const char *method,
         uint64_t v = n->by_status[i];
         if (!v) continue;
         buf_printf(b, "vie_requests_total{route=\"");
-        out_label(b, pattern);
+        metrics_label(b, pattern);
         buf_printf(b, "\",method=\"%s\",status=\"%d\"} %llu\n", method, i + 100,
                    (unsigned long long)v);
     }
@@ -110,7 +110,7 @@ static void route_histogram(vie_buf *b, const char *pattern, const char *method,
     for (int i = 0; i <= METRIC_BUCKETS; i++) {
         cum += counts[i];
         buf_printf(b, "vie_request_duration_seconds_bucket{route=\"");
-        out_label(b, pattern);
+        metrics_label(b, pattern);
         if (i < METRIC_BUCKETS)
             buf_printf(b, "\",method=\"%s\",le=\"%g\"} %llu\n", method, metric_bucket_bounds[i],
                        (unsigned long long)cum);
@@ -118,10 +118,10 @@ static void route_histogram(vie_buf *b, const char *pattern, const char *method,
             buf_printf(b, "\",method=\"%s\",le=\"+Inf\"} %llu\n", method, (unsigned long long)cum);
     }
     buf_printf(b, "vie_request_duration_seconds_sum{route=\"");
-    out_label(b, pattern);
+    metrics_label(b, pattern);
     buf_printf(b, "\",method=\"%s\"} %.6f\n", method, (double)n->duration_us / 1e6);
     buf_printf(b, "vie_request_duration_seconds_count{route=\"");
-    out_label(b, pattern);
+    metrics_label(b, pattern);
     buf_printf(b, "\",method=\"%s\"} %llu\n", method, (unsigned long long)total);
 }
 
@@ -130,12 +130,12 @@ static void route_histogram(vie_buf *b, const char *pattern, const char *method,
 static void per_layer(vie_buf *b, vie_app *app, const char *name, const char *text,
                       size_t layer_off, size_t route_off)
 {
-    help(b, name, "counter", text);
+    metrics_help(b, name, "counter", text);
     for (size_t i = 0; i < app->n_layers; i++) {
         const layer *l = app->layers[i];
         uint64_t v = *(const _Atomic uint64_t *)((const char *)l->n + layer_off);
         buf_printf(b, "%s{layer=\"", name);
-        out_label(b, l->mw.name);
+        metrics_label(b, l->mw.name);
         buf_printf(b, "\"} %llu\n", (unsigned long long)v);
     }
     if (route_off == (size_t)-1) return;
@@ -144,9 +144,50 @@ static void per_layer(vie_buf *b, vie_app *app, const char *name, const char *te
         uint64_t v = *(const _Atomic uint64_t *)((const char *)r->n + route_off);
         if (!v) continue;
         buf_printf(b, "%s{layer=\"handler\",route=\"", name);
-        out_label(b, r->label);
+        metrics_label(b, r->label);
         buf_printf(b, "\"} %llu\n", (unsigned long long)v);
     }
+}
+
+static void layer_histograms(vie_buf *b, vie_app *app)
+{
+    metrics_help(b, "vie_layer_duration_seconds", "histogram",
+                 "Time in each layer: before hook, any wait it parked on, after hook.");
+    for (size_t i = 0; i < app->n_layers; i++) {
+        const layer *l = app->layers[i];
+        uint64_t cum = 0;
+        for (int k = 0; k <= METRIC_BUCKETS; k++) {
+            cum += l->n->buckets[k];
+            buf_printf(b, "vie_layer_duration_seconds_bucket{layer=\"");
+            metrics_label(b, l->mw.name);
+            if (k < METRIC_BUCKETS)
+                buf_printf(b, "\",le=\"%g\"} %llu\n", metric_bucket_bounds[k],
+                           (unsigned long long)cum);
+            else
+                buf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        }
+        buf_printf(b, "vie_layer_duration_seconds_sum{layer=\"");
+        metrics_label(b, l->mw.name);
+        buf_printf(b, "\"} %.6f\n", (double)l->n->duration_us / 1e6);
+        buf_printf(b, "vie_layer_duration_seconds_count{layer=\"");
+        metrics_label(b, l->mw.name);
+        buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
+    }
+}
+
+int metrics_add_source(vie_app *app, void (*fn)(vie_buf *b, void *arg), void *arg)
+{
+    if (!app || !fn) return VIE_EINVAL;
+    if (app->frozen) return app_refuse_frozen(app, "metrics_add_source", "source");
+    if (app->n_msources == app->cap_msources) {
+        size_t cap = app->cap_msources ? app->cap_msources * 2 : 8;
+        metrics_source *m = realloc(app->msources, cap * sizeof *m);
+        if (!m) return VIE_ENOMEM;
+        app->msources = m;
+        app->cap_msources = cap;
+    }
+    app->msources[app->n_msources++] = (metrics_source){fn, arg};
+    return VIE_OK;
 }
 
 char *vie_app_metrics(vie_app *app)
@@ -155,20 +196,20 @@ char *vie_app_metrics(vie_app *app)
     vie_buf b = {0};
     const vie_stats *s = app->stats;
 
-    help(&b, "vie_requests_total", "counter", "Requests answered, by route, method and status.");
+    metrics_help(&b, "vie_requests_total", "counter", "Requests answered, by route, method and status.");
     for (size_t i = 0; i < app->n_routes; i++)
         route_requests(&b, app->routes[i]->pattern, app->routes[i]->method, app->routes[i]->n);
     for (int m = 0; m <= HTTP_M_CONNECT; m++)
         route_requests(&b, "", method_names[m], &app->unmatched[m]);
 
-    help(&b, "vie_request_duration_seconds", "histogram",
+    metrics_help(&b, "vie_request_duration_seconds", "histogram",
          "Time from a complete request head to the end of its response.");
     for (size_t i = 0; i < app->n_routes; i++)
         route_histogram(&b, app->routes[i]->pattern, app->routes[i]->method, app->routes[i]->n);
     for (int m = 0; m <= HTTP_M_CONNECT; m++)
         route_histogram(&b, "", method_names[m], &app->unmatched[m]);
 
-    help(&b, "vie_requests_in_flight", "gauge", "Requests being served now, all workers.");
+    metrics_help(&b, "vie_requests_in_flight", "gauge", "Requests being served now, all workers.");
     buf_printf(&b, "vie_requests_in_flight %lld\n", (long long)s->in_flight);
 
     per_layer(&b, app, "vie_panics_total", "vie_panic and VIE_ASSERT, contained.",
@@ -183,11 +224,11 @@ char *vie_app_metrics(vie_app *app)
     per_layer(&b, app, "vie_async_timeouts_total", "Layers parked past their async deadline.",
               offsetof(layer_counters, async_timeouts), (size_t)-1);
 
-    help(&b, "vie_ctx_conflicts_total", "counter", "Refused writes of typed request values.");
+    metrics_help(&b, "vie_ctx_conflicts_total", "counter", "Refused writes of typed request values.");
     for (size_t k = 0; k < app->n_keys; k++) {
         if (!app->keys[k]) continue;
         buf_printf(&b, "vie_ctx_conflicts_total{key=\"");
-        out_label(&b, app->keys[k]->name);
+        metrics_label(&b, app->keys[k]->name);
         buf_printf(&b, "\"} %llu\n", (unsigned long long)app->key_conflicts[k]);
     }
 
@@ -213,11 +254,14 @@ char *vie_app_metrics(vie_app *app)
          offsetof(vie_stats, worker_restarts)},
     };
     for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++) {
-        help(&b, totals[i].name, "counter", totals[i].help);
+        metrics_help(&b, totals[i].name, "counter", totals[i].help);
         buf_printf(
             &b, "%s %llu\n", totals[i].name,
             (unsigned long long)*(const _Atomic uint64_t *)((const char *)s + totals[i].off));
     }
+    if (app->layer_histograms) layer_histograms(&b, app);
+    for (size_t i = 0; i < app->n_msources; i++)
+        app->msources[i].fn(&b, app->msources[i].arg);
     if (buf_reserve(&b, 1) != 0) {
         buf_free(&b);
         return NULL;

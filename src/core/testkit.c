@@ -34,6 +34,8 @@ int vie_test_begin(vie_app *app)
     }
     ctx_pool_init(&tk->pool, app, &tk->loop);
     app->testkit = tk;
+    /* The test kit is a worker of its own: layers open what they need. */
+    app_run_hooks(app, VIE_EV_WORKER_START, &tk->loop);
     return VIE_OK;
 }
 
@@ -47,6 +49,7 @@ void vie_test_end(vie_app *app)
 {
     if (!app || !app->testkit) return;
     testkit *tk = app->testkit;
+    app_run_hooks(app, VIE_EV_WORKER_STOP, &tk->loop);
     uv_walk(&tk->loop, close_walk, NULL);
     uv_run(&tk->loop, UV_RUN_DEFAULT);
     uv_loop_close(&tk->loop);

@@ -357,6 +357,11 @@ int vie_response_status(const vie_ctx *c)
     return c->res.status;
 }
 
+uint64_t vie_response_bytes(const vie_ctx *c)
+{
+    return c ? c->res.body_bytes : 0;
+}
+
 bool vie_responded(const vie_ctx *c)
 {
     return c->res.state != RESP_NONE;

@@ -218,10 +218,10 @@ static void on_wakeup(uv_async_t *a)
 
 static void on_sigusr1(uv_signal_t *h, int signum)
 {
-    (void)h;
     (void)signum;
-    /* Log files come with the access log; stderr needs no reopening. */
-    LOG_INFO("SIGUSR1: no log file to reopen");
+    server *s = h->data;
+    LOG_INFO("SIGUSR1: reopening log files");
+    app_run_hooks(s->app, VIE_EV_REOPEN, &s->loop);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -398,7 +398,11 @@ int server_serve(vie_app *app, int listen_fd)
         atomic_store(&app->srv, s);
         /* A stop asked for before the loop existed is honoured now. */
         if (atomic_exchange(&app->stop_requested, false)) server_begin_stop(s);
+        app_run_hooks(app, VIE_EV_WORKER_START, &s->loop);
         uv_run(&s->loop, UV_RUN_DEFAULT);
+        /* Drained: the hooks' handles (unref'd, so they did not hold the
+         * loop open) are closed by the stop hooks or by server_destroy. */
+        app_run_hooks(app, VIE_EV_WORKER_STOP, &s->loop);
         atomic_store(&app->srv, NULL);
         atomic_store(&app->stop_requested, false);
         LOG_INFO("stopped");

@@ -1,0 +1,25 @@
+/* PLACEHOLDER: replaced by the real implementation (issue 5). */
+#include "core/log.h"
+#include "mw/mw.h"
+
+void vie_rate_limit_opts_init(vie_rate_limit_opts *o)
+{
+    (void)o;
+}
+
+int vie_use_rate_limit(vie_app *app, const vie_layer_opts *lo, const vie_rate_limit_opts *o)
+{
+    (void)app;
+    (void)lo;
+    (void)o;
+    LOG_ERROR("rate_limit: not built yet");
+    return VIE_EINVAL;
+}
+
+int mw_rate_limit_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p)
+{
+    (void)app;
+    (void)lo;
+    cfg_error(p, NULL, "rate_limit: not built yet");
+    return VIE_EINVAL;
+}
