@@ -8,18 +8,6 @@
 #include <time.h>
 #include <uv.h>
 
-static vie_status hello(vie_ctx *c, void *arg)
-{
-    (void)arg;
-    return vie_send_text(c, 200, "Hello, World!");
-}
-
-static vie_status healthz(vie_ctx *c, void *arg)
-{
-    (void)arg;
-    return vie_send_json(c, 200, "{\"status\":\"ok\"}");
-}
-
 /* Echo the body back with the request's content type. */
 static vie_status echo(vie_ctx *c, void *arg)
 {
@@ -133,13 +121,10 @@ __attribute__((no_sanitize("undefined"))) static vie_status chaos_crash(vie_ctx 
     return vie_send_problem(c, 500, "the crash did not happen");
 }
 
-int default_app_register(vie_app *app, bool chaos)
+int default_app_register(vie_app *app, bool echo_route, bool chaos)
 {
     int rc;
-    if ((rc = vie_route(app, "GET", "/", hello, NULL)) != VIE_OK) return rc;
-    if ((rc = vie_route(app, "GET", "/healthz", healthz, NULL)) != VIE_OK) return rc;
-    if ((rc = vie_route(app, "POST", "/echo", echo, NULL)) != VIE_OK) return rc;
-    if ((rc = vie_route(app, "GET", "/metrics", vie_metrics_handler, NULL)) != VIE_OK) return rc;
+    if (echo_route && (rc = vie_route(app, "POST", "/echo", echo, NULL)) != VIE_OK) return rc;
     if (!chaos) return VIE_OK;
     if ((rc = vie_route(app, "GET", "/chaos/sleep", chaos_sleep, NULL)) != VIE_OK) return rc;
     if ((rc = vie_route(app, "GET", "/chaos/panic", chaos_panic, NULL)) != VIE_OK) return rc;

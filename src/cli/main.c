@@ -8,17 +8,35 @@
 #include <unistd.h>
 
 #include "cli/default_app.h"
+#include "cli/default_config.h"
+#include "config/build.h"
 #include "vie/vie.h"
+#include "vie/vie_mw.h"
 
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_CONFIG = 3 };
 
 static const char usage[] =
     "Usage: vie <command> [options]\n"
     "\n"
     "Commands:\n"
-    "  serve                 serve the embedded default app\n"
+    "  serve [-c FILE]           serve FILE's routes and pipeline; without -c, the\n"
+    "                            embedded default config (see `vie config default`)\n"
+    "  check -c FILE             validate FILE and print the pipeline of every route\n"
+    "  pipeline -c FILE [--format text|json|mermaid]\n"
+    "                            draw every route's pipeline (default: text)\n"
+    "  config explain KEY -c FILE\n"
+    "                            the effective value of KEY (\"server.listen\",\n"
+    "                            \"middleware.auth.realm\", \"routes.0.path\") and the\n"
+    "                            file and line that set it\n"
+    "  config default            print the embedded default config\n"
     "\n"
-    "Options of serve:\n"
+    "Options of every command that reads a config:\n"
+    "  -c, --config FILE               the YAML config\n"
+    "  -e, --env ENV                   also read FILE's overlay for ENV (vie.yaml ->\n"
+    "                                  vie.ENV.yaml, deep-merged over it, later wins);\n"
+    "                                  default: $VIE_ENV. A missing overlay is an error.\n"
+    "\n"
+    "Options of serve (they win over the config's server section):\n"
     "  -l, --listen HOST:PORT          address to listen on (default 127.0.0.1:8080;\n"
     "                                  port 0 picks a free one, logged at start)\n"
     "      --max-connections N         beyond: 503 and close (default 10000)\n"
@@ -52,8 +70,10 @@ static const char usage[] =
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
     "\n"
-    "Exit status: 0 after a clean stop (SIGINT or SIGTERM), 1 when the server\n"
-    "cannot start (the log says why, e.g. the address is in use), 2 on bad usage.\n";
+    "Exit status: 0 after a clean stop (SIGINT or SIGTERM) or a valid config,\n"
+    "1 when the server cannot start (the log says why, e.g. the address is in\n"
+    "use) or a key to explain is not set, 2 on bad usage, 3 when the config is\n"
+    "invalid (each error is printed as FILE:LINE:COLUMN: message).\n";
 
 static int bad_usage(const char *fmt, const char *arg)
 {
@@ -99,43 +119,138 @@ enum {
     OPT_WATCHDOG,
 };
 
-static int cmd_serve(int argc, char **argv)
+static const struct option serve_opts[] = {
+    {"listen", required_argument, NULL, 'l'},
+    {"config", required_argument, NULL, 'c'},
+    {"env", required_argument, NULL, 'e'},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+    {"max-request-line", required_argument, NULL, OPT_MAX_LINE},
+    {"max-header-bytes", required_argument, NULL, OPT_MAX_HEADER_BYTES},
+    {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
+    {"max-body", required_argument, NULL, OPT_MAX_BODY},
+    {"keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
+    {"write-timeout", required_argument, NULL, OPT_WRITE_TIMEOUT},
+    {"max-keepalive-requests", required_argument, NULL, OPT_MAX_KA_REQUESTS},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"debug", no_argument, NULL, OPT_DEBUG},
+    {"workers", required_argument, NULL, 'w'},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"chaos", no_argument, NULL, OPT_CHAOS},
+    {"on-crash", required_argument, NULL, OPT_ON_CRASH},
+    {"watchdog", required_argument, NULL, OPT_WATCHDOG},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* ------------------------------------------------------------------ */
+/* The config                                                          */
+
+typedef struct config_args {
+    const char *file; /* NULL: the embedded default */
+    const char *env;  /* --env, else $VIE_ENV, else NULL */
+} config_args;
+
+/* -c/--config and -e/--env from anywhere in argv, before the options of
+ * the command are parsed (the config's server section is the base the
+ * command-line options change). 0, or -1 on a missing value. */
+static int scan_config_args(int argc, char **argv, config_args *ca)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},
-        {"max-connections", required_argument, NULL, OPT_MAX_CONN},
-        {"max-request-line", required_argument, NULL, OPT_MAX_LINE},
-        {"max-header-bytes", required_argument, NULL, OPT_MAX_HEADER_BYTES},
-        {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
-        {"max-body", required_argument, NULL, OPT_MAX_BODY},
-        {"keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE},
-        {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
-        {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
-        {"write-timeout", required_argument, NULL, OPT_WRITE_TIMEOUT},
-        {"max-keepalive-requests", required_argument, NULL, OPT_MAX_KA_REQUESTS},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"debug", no_argument, NULL, OPT_DEBUG},
-        {"workers", required_argument, NULL, 'w'},
-        {"drain-timeout", required_argument, NULL, OPT_DRAIN},
-        {"chaos", no_argument, NULL, OPT_CHAOS},
-        {"on-crash", required_argument, NULL, OPT_ON_CRASH},
-        {"watchdog", required_argument, NULL, OPT_WATCHDOG},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    vie_options o;
-    vie_options_init(&o);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    o.workers = cores > 0 ? (int)cores : 1; /* one per core unless told otherwise */
+    ca->file = NULL;
+    ca->env = getenv("VIE_ENV");
+    if (ca->env && !*ca->env) ca->env = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (!strcmp(a, "-c") || !strcmp(a, "--config"))
+            dst = &ca->file;
+        else if (!strcmp(a, "-e") || !strcmp(a, "--env"))
+            dst = &ca->env;
+        else if (!strncmp(a, "--config=", 9))
+            ca->file = a + 9;
+        else if (!strncmp(a, "--env=", 6))
+            ca->env = a + 6;
+        else if (!strcmp(a, "--"))
+            break;
+        if (!dst) continue;
+        if (i + 1 >= argc) {
+            bad_usage("option %s needs a value", a);
+            return -1;
+        }
+        *dst = argv[++i];
+    }
+    return 0;
+}
+
+static void print_config_errors(const cfg_ctx *cx, const char *file)
+{
+    cfg_print_errors(cx, stderr);
+    fprintf(stderr, "vie: %s: %zu error%s; nothing was started\n",
+            file ? file : "the default config", cx->errs.n, cx->errs.n == 1 ? "" : "s");
+}
+
+/* Load the config (or the embedded default) and read its server section
+ * into o. EXIT_OK or EXIT_CONFIG (errors printed). */
+static int load_config(const config_args *ca, cfg_ctx *cx, vie_options *o)
+{
+    int rc = ca->file ? cfg_load(cx, ca->file, ca->env, ca->env != NULL)
+                      : cfg_load_text(cx, "<default config>", default_config_yaml);
+    if (rc == 0) config_read_server(cx, o);
+    if (rc != 0 || cx->errs.n) {
+        print_config_errors(cx, ca->file);
+        return EXIT_CONFIG;
+    }
+    return EXIT_OK;
+}
+
+/* Build the app the config declares; with the default config, also the
+ * C routes it cannot express (POST /echo), and with chaos the routes that
+ * fail on purpose. NULL when the config or the pipeline is invalid
+ * (errors printed). */
+static vie_app *build_app(const config_args *ca, cfg_ctx *cx, const vie_options *o,
+                          config_resources *res, bool chaos)
+{
+    vie_app *app = vie_app_new(o);
+    if (!app) {
+        fprintf(stderr, "vie: out of memory\n");
+        return NULL;
+    }
+    int errors = config_build(cx, app, res);
+    if (errors == 0 && default_app_register(app, !ca->file, chaos) != VIE_OK) errors = 1;
+    if (errors) {
+        print_config_errors(cx, ca->file);
+    } else if (vie_app_freeze(app) != VIE_OK) {
+        fprintf(stderr,
+                "vie: %s: the pipeline is invalid (the log lines above say why); "
+                "nothing was started\n",
+                ca->file ? ca->file : "the default config");
+        errors = 1;
+    }
+    if (!errors) return app;
+    vie_app_free(app);
+    config_resources_free(res);
+    return NULL;
+}
+
+/* The options of serve, over o (from the config). -1 when they are
+ * good, else the exit status (after printing why). */
+static int parse_serve_flags(int argc, char **argv, vie_options *op, bool *chaos_out)
+{
+    const struct option *opts = serve_opts;
+    vie_options o = *op;
     bool chaos = false;
     int ch;
+    optind = 0; /* a full rescan, also on a reload */
     unsigned long long v;
     const unsigned long long ms_max = 24ull * 3600 * 1000;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":l:w:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":l:w:c:e:h", opts, NULL)) != -1) {
         const char *name = argc >= optind && optind > 0 ? argv[optind - 1] : "option";
         switch (ch) {
         case 'l': o.listen = optarg; break;
+        case 'c':
+        case 'e': break; /* read by scan_config_args */
         case 'h': fputs(usage, stdout); return EXIT_OK;
         case OPT_MAX_CONN:
             if (parse_u64(name, optarg, 1, 1000000, &v)) return EXIT_USAGE;
@@ -218,16 +333,249 @@ static int cmd_serve(int argc, char **argv)
         }
     }
     if (optind < argc) return bad_usage("unexpected argument \"%s\"", argv[optind]);
+    *op = o;
+    *chaos_out = chaos;
+    return -1;
+}
 
-    vie_app *app = vie_app_new(&o);
+/* What SIGHUP needs to build the next app: the command line again. */
+typedef struct reloader {
+    int argc;
+    char **argv;
+} reloader;
+
+/* An app built by a reload frees its config with itself. */
+typedef struct owned_config {
+    cfg_ctx cx;
+    config_resources res;
+} owned_config;
+
+static void free_owned_config(vie_app *app, void *loop, void *arg)
+{
+    (void)app;
+    (void)loop;
+    owned_config *oc = arg;
+    config_resources_free(&oc->res);
+    cfg_free(&oc->cx);
+    free(oc);
+}
+
+/* The defaults of serve: one worker per core unless told otherwise. */
+static void serve_defaults(vie_options *o)
+{
+    vie_options_init(o);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o->workers = cores > 0 ? (int)cores : 1;
+}
+
+/* SIGHUP: read the config again, with the same flags over it. */
+static vie_app *reload_app(void *arg)
+{
+    reloader *r = arg;
+    config_args ca;
+    scan_config_args(r->argc, r->argv, &ca);
+    vie_log(VIE_LOG_INFO, "SIGHUP: reading %s again", ca.file ? ca.file : "the default config");
+    owned_config *oc = calloc(1, sizeof *oc);
+    if (!oc) return NULL;
+    vie_options o;
+    serve_defaults(&o);
+    bool chaos = false;
+    vie_app *app = NULL;
+    if (load_config(&ca, &oc->cx, &o) == EXIT_OK &&
+        parse_serve_flags(r->argc, r->argv, &o, &chaos) == -1)
+        app = build_app(&ca, &oc->cx, &o, &oc->res, chaos);
+    if (!app || vie_app_hook_add(app, VIE_EV_APP_FREE, free_owned_config, oc) != VIE_OK) {
+        if (app) vie_app_free(app);
+        config_resources_free(&oc->res);
+        cfg_free(&oc->cx);
+        free(oc);
+        return NULL;
+    }
+    return app;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    config_args ca;
+    if (scan_config_args(argc, argv, &ca) != 0) return EXIT_USAGE;
+    vie_options o;
+    serve_defaults(&o);
+    cfg_ctx cx;
+    int rc = load_config(&ca, &cx, &o);
+    bool chaos = false;
+    if (rc == EXIT_OK) rc = parse_serve_flags(argc, argv, &o, &chaos);
+    if (rc != -1) {
+        cfg_free(&cx);
+        return rc;
+    }
+    config_resources res = {0};
+    vie_app *app = build_app(&ca, &cx, &o, &res, chaos);
     if (!app) {
-        fprintf(stderr, "vie: out of memory\n");
+        cfg_free(&cx);
+        return EXIT_CONFIG;
+    }
+    reloader r = {argc, argv};
+    vie_app_on_reload(app, reload_app, &r);
+    rc = vie_app_run(app);
+    vie_app_free(app);
+    config_resources_free(&res);
+    cfg_free(&cx);
+    return rc == VIE_OK ? EXIT_OK : EXIT_RUNTIME;
+}
+
+/* ------------------------------------------------------------------ */
+/* check, pipeline, config                                             */
+
+/* The options of check and pipeline: -c, -e (scanned before) and
+ * --format. 0, or EXIT_USAGE after printing why. */
+static int describe_options(int argc, char **argv, vie_format *format)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"env", required_argument, NULL, 'e'},
+        {"format", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    opterr = 0;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, ":c:e:f:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+        case 'e': break;
+        case 'f':
+            if (!format) return bad_usage("unknown option %s", "--format");
+            if (!strcmp(optarg, "text"))
+                *format = VIE_FORMAT_TEXT;
+            else if (!strcmp(optarg, "json"))
+                *format = VIE_FORMAT_JSON;
+            else if (!strcmp(optarg, "mermaid"))
+                *format = VIE_FORMAT_MERMAID;
+            else
+                return bad_usage("--format expects text, json or mermaid, got \"%s\"", optarg);
+            break;
+        case 'h': fputs(usage, stdout); return -1;
+        case ':': return bad_usage("option %s needs a value", argv[optind - 1]);
+        default: return bad_usage("unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return bad_usage("unexpected argument \"%s\"", argv[optind]);
+    return 0;
+}
+
+/* vie check (print == false: a summary and the text pipeline) and vie
+ * pipeline (the drawing alone, for piping into a file). */
+static int cmd_describe(int argc, char **argv, bool drawing)
+{
+    config_args ca;
+    vie_format format = VIE_FORMAT_TEXT;
+    if (scan_config_args(argc, argv, &ca) != 0) return EXIT_USAGE;
+    int rc = describe_options(argc, argv, drawing ? &format : NULL);
+    if (rc != 0) return rc < 0 ? EXIT_OK : rc;
+    if (!drawing && !ca.file) return bad_usage("%s", "check needs a config: vie check -c FILE");
+    vie_options o;
+    vie_options_init(&o);
+    cfg_ctx cx;
+    rc = load_config(&ca, &cx, &o);
+    if (rc != EXIT_OK) {
+        cfg_free(&cx);
+        return rc;
+    }
+    config_resources res = {0};
+    vie_app *app = build_app(&ca, &cx, &o, &res, false);
+    if (!app) {
+        cfg_free(&cx);
+        return EXIT_CONFIG;
+    }
+    char *text = vie_app_describe(app, format);
+    if (!text) {
+        rc = EXIT_CONFIG;
+    } else {
+        if (!drawing)
+            printf("%s: valid%s%s%s\n\n", ca.file, ca.env ? " (with the overlay for env \"" : "",
+                   ca.env ? ca.env : "", ca.env ? "\")" : "");
+        fputs(text, stdout);
+    }
+    free(text);
+    vie_app_free(app);
+    config_resources_free(&res);
+    cfg_free(&cx);
+    return rc;
+}
+
+/* Every scalar under n as "path = value    # file:line:col". */
+static void explain_node(const cfg_node *n, char *path, size_t len, size_t cap)
+{
+    if (n->kind == CFG_MAP || n->kind == CFG_SEQ) {
+        size_t i = 0;
+        if (!n->first)
+            printf("%s = %s    # %s:%u:%u\n", path, n->kind == CFG_MAP ? "{}" : "[]", n->mark.file,
+                   n->mark.line, n->mark.col);
+        for (const cfg_node *c = n->first; c; c = c->next, i++) {
+            int w = n->kind == CFG_MAP ? snprintf(path + len, cap - len, ".%s", c->key)
+                                       : snprintf(path + len, cap - len, ".%zu", i);
+            if (w < 0 || (size_t)w >= cap - len) continue;
+            explain_node(c, path, len + (size_t)w, cap);
+            path[len] = '\0';
+        }
+        return;
+    }
+    printf("%s = %s    # %s:%u:%u\n", path, n->kind == CFG_NULL ? "null" : n->text, n->mark.file,
+           n->mark.line, n->mark.col);
+}
+
+static int cmd_config(int argc, char **argv)
+{
+    if (argc < 2) return bad_usage("%s", "config needs a subcommand: explain KEY or default");
+    if (!strcmp(argv[1], "default")) {
+        if (argc > 2) return bad_usage("unexpected argument \"%s\"", argv[2]);
+        fputs(default_config_yaml, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "explain") != 0)
+        return bad_usage("unknown config subcommand \"%s\" (explain, default)", argv[1]);
+    config_args ca;
+    if (scan_config_args(argc - 1, argv + 1, &ca) != 0) return EXIT_USAGE;
+    /* One operand, KEY, among -c FILE and -e ENV (read by scan_config_args). */
+    const char *key = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-c") || !strcmp(a, "--config") || !strcmp(a, "-e") || !strcmp(a, "--env"))
+            i++;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return EXIT_OK;
+        } else if (a[0] == '-' && strncmp(a, "--config=", 9) && strncmp(a, "--env=", 6))
+            return bad_usage("unknown option %s", a);
+        else if (a[0] != '-' && key)
+            return bad_usage("unexpected argument \"%s\"", a);
+        else if (a[0] != '-')
+            key = a;
+    }
+    int rc;
+    if (!key) return bad_usage("%s", "config explain needs a KEY, e.g. server.listen");
+    cfg_ctx cx;
+    rc = ca.file ? cfg_load(&cx, ca.file, ca.env, ca.env != NULL)
+                 : cfg_load_text(&cx, "<default config>", default_config_yaml);
+    if (rc != 0 || cx.errs.n) {
+        print_config_errors(&cx, ca.file);
+        cfg_free(&cx);
+        return EXIT_CONFIG;
+    }
+    const cfg_node *n = cfg_find(cx.root, key);
+    if (!n) {
+        fprintf(stderr, "vie: %s is not set in %s%s%s: Vie's default applies\n", key,
+                ca.file ? ca.file : "the default config", ca.env ? " or its overlay for " : "",
+                ca.env ? ca.env : "");
+        cfg_free(&cx);
         return EXIT_RUNTIME;
     }
-    int rc = default_app_register(app, chaos);
-    if (rc == VIE_OK) rc = vie_app_run(app);
-    vie_app_free(app);
-    return rc == VIE_OK ? EXIT_OK : EXIT_RUNTIME;
+    char path[1024];
+    snprintf(path, sizeof path, "%s", key);
+    explain_node(n, path, strlen(path), sizeof path);
+    cfg_free(&cx);
+    return EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -243,6 +591,9 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check")) return cmd_describe(argc - 1, argv + 1, false);
+    if (!strcmp(cmd, "pipeline")) return cmd_describe(argc - 1, argv + 1, true);
+    if (!strcmp(cmd, "config")) return cmd_config(argc - 1, argv + 1);
     if (cmd[0] == '-') return bad_usage("unknown option %s", cmd);
     return bad_usage("unknown command \"%s\"", cmd);
 }

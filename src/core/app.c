@@ -162,6 +162,7 @@ void vie_app_free(vie_app *app)
     }
     free(app->groups);
     keys_free(app);
+    app_run_hooks(app, VIE_EV_APP_FREE, NULL);
     free(app->hooks);
     free(app->msources);
     router_free(app->router);
@@ -172,13 +173,15 @@ void vie_app_free(vie_app *app)
 
 int vie_app_hook_add(vie_app *app, vie_app_event ev, vie_app_hook fn, void *arg)
 {
-    if (!app || !fn || (unsigned)ev > VIE_EV_REOPEN) {
-        LOG_ERROR("vie_app_hook_add refused: %s", !app   ? "the app is NULL"
+    if (!app || !fn || (unsigned)ev > VIE_EV_APP_FREE) {
+        LOG_ERROR("vie_app_hook_add refused: %s", !app  ? "the app is NULL"
                                                   : !fn ? "the hook is NULL"
                                                         : "unknown event");
         return VIE_EINVAL;
     }
-    if (app->frozen) return app_refuse_frozen(app, "vie_app_hook_add", "hook");
+    /* A worker hook added after the start would silently never run. */
+    if (app->frozen && ev != VIE_EV_APP_FREE)
+        return app_refuse_frozen(app, "vie_app_hook_add", "hook");
     if (app->n_hooks == app->cap_hooks) {
         size_t cap = app->cap_hooks ? app->cap_hooks * 2 : 8;
         app_hook *h = realloc(app->hooks, cap * sizeof *h);
@@ -187,6 +190,17 @@ int vie_app_hook_add(vie_app *app, vie_app_event ev, vie_app_hook fn, void *arg)
         app->cap_hooks = cap;
     }
     app->hooks[app->n_hooks++] = (app_hook){ev, fn, arg};
+    return VIE_OK;
+}
+
+int vie_app_on_reload(vie_app *app, vie_app *(*fn)(void *arg), void *arg)
+{
+    if (!app) {
+        LOG_ERROR("vie_app_on_reload refused: the app is NULL");
+        return VIE_EINVAL;
+    }
+    app->reload_fn = fn;
+    app->reload_arg = arg;
     return VIE_OK;
 }
 

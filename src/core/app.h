@@ -161,7 +161,9 @@ struct vie_app {
     size_t n_hooks, cap_hooks;
     metrics_source *msources;
     size_t n_msources, cap_msources;
-    bool layer_histograms; /* time every layer into layer_counters.buckets */
+    bool layer_histograms;            /* time every layer into layer_counters.buckets */
+    vie_app *(*reload_fn)(void *arg); /* SIGHUP under a supervisor: the next app */
+    void *reload_arg;
 };
 
 /* Run the hooks registered for ev (WORKER_STOP: in reverse). */

@@ -46,7 +46,8 @@ typedef struct worker {
 } worker;
 
 typedef struct supervisor {
-    vie_app *app;
+    vie_app *app;      /* the current generation's */
+    vie_app *original; /* the caller's: never freed here */
     int listen_fd;
     int n; /* workers wanted per generation */
     unsigned generation;
@@ -242,8 +243,40 @@ static uint64_t next_wait_ms(const supervisor *sv)
     return wait;
 }
 
+/* The app of the next generation, when the app can make one (a config
+ * re-read); false when it refused (the old app keeps serving). */
+static bool next_app(supervisor *sv)
+{
+    vie_app *old = sv->app;
+    if (!old->reload_fn) return true;
+    vie_app *app = old->reload_fn(old->reload_arg);
+    if (!app || vie_app_freeze(app) != VIE_OK) {
+        LOG_ERROR("supervisor: SIGHUP: the new config was refused (see above); the current "
+                  "generation keeps serving");
+        if (app) vie_app_free(app);
+        return false;
+    }
+    if (strcmp(app->listen, old->listen) != 0)
+        LOG_WARN("supervisor: SIGHUP: listen changed from %s to %s: that takes a restart; "
+                 "still listening on %s",
+                 old->listen, app->listen, old->listen);
+    if (!app->reload_fn) vie_app_on_reload(app, old->reload_fn, old->reload_arg);
+    atomic_store(&app->supervising, true);
+    app->stats->worker_restarts += old->stats->worker_restarts;
+    int n = app->opt.workers < 1             ? 1
+            : app->opt.workers > MAX_WORKERS ? MAX_WORKERS
+                                             : app->opt.workers;
+    sv->n = n;
+    sv->app = app;
+    /* The old generation's workers have their own copy of the old app and
+     * their own mapping of its counters: the supervisor's copy can go. */
+    if (old != sv->original) vie_app_free(old);
+    return true;
+}
+
 static void reload(supervisor *sv)
 {
+    if (!next_app(sv)) return;
     sv->generation++;
     LOG_INFO("supervisor: SIGHUP: starting generation %u, then retiring the previous one",
              sv->generation);
@@ -263,6 +296,7 @@ int supervisor_run(vie_app *app)
     supervisor *sv = calloc(1, sizeof *sv);
     if (!sv) return VIE_ENOMEM;
     sv->app = app;
+    sv->original = app;
     sv->n = app->opt.workers > MAX_WORKERS ? MAX_WORKERS : app->opt.workers;
     if (!app->opt.restart_backoff_max_ms) app->opt.restart_backoff_max_ms = 30000;
     int rc = server_listen_socket(&app->opt, &sv->listen_fd);
@@ -293,7 +327,7 @@ int supervisor_run(vie_app *app)
                 LOG_INFO("supervisor: %s: workers finish their requests, then exit",
                          sig == SIGINT ? "SIGINT" : "SIGTERM");
                 sv->stopping = true;
-                sv->stop_deadline_ms = now_ms() + app->opt.drain_timeout_ms + 2000;
+                sv->stop_deadline_ms = now_ms() + sv->app->opt.drain_timeout_ms + 2000;
                 /* New connections are refused from now on rather than queued
                  * for workers that no longer accept. */
                 close(sv->listen_fd);
@@ -321,6 +355,7 @@ int supervisor_run(vie_app *app)
     atomic_store(&app->stop_requested, false);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     LOG_INFO("supervisor: stopped");
+    if (sv->app != app) vie_app_free(sv->app);
     free(sv);
     return VIE_OK;
 }

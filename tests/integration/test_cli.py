@@ -1,6 +1,8 @@
 """The `vie` command line: help, version, usage errors, start-up failures."""
 
+import os
 import re
+import tempfile
 import socket
 import subprocess
 import time
@@ -193,6 +195,12 @@ class TestDebugFlag(VieTestCase):
         # printed at start, before the port line
         self.assertIn("debug: the pipeline of every route follows", srv.log())
 
-    def test_debug_endpoints_are_off_by_default(self):
-        srv = start_server(self)
+    def test_debug_endpoints_are_off_unless_asked_for(self):
+        # The embedded default turns them on (it is a demo); a config of
+        # one's own has them off unless it says debug_endpoints: true.
+        self.assertEqual(get(start_server(self).port, "/debug/pipeline").status, 200)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("routes:\n  - {path: /, respond: {body: hi}}\n")
+        self.addCleanup(os.unlink, f.name)
+        srv = start_server(self, "-c", f.name)
         self.assertEqual(get(srv.port, "/debug/pipeline").status, 404)

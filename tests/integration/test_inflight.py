@@ -1,5 +1,7 @@
 """/debug/requests across workers, and the watchdog for stuck requests."""
 import json
+import os
+import tempfile
 import socket
 import threading
 import time
@@ -68,7 +70,10 @@ class TestInflight(VieTestCase):
         self.assertEqual(srv.log().count("watchdog:"), 1)
 
     def test_debug_requests_is_off_without_debug(self):
-        srv = start_server(self)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("routes:\n  - {path: /, respond: {body: hi}}\n")
+        self.addCleanup(os.unlink, f.name)
+        srv = start_server(self, "-c", f.name)
         self.assertEqual(get(srv.port, "/debug/requests").status, 404)
 
 
