@@ -209,13 +209,14 @@ static int load_config(const config_args *ca, cfg_ctx *cx, vie_options *o)
  * fail on purpose. NULL when the config or the pipeline is invalid
  * (errors printed). */
 static vie_app *build_app(const config_args *ca, cfg_ctx *cx, const vie_options *o,
-                          config_resources *res, bool chaos)
+                          config_resources *res, bool chaos, const vie_app *previous)
 {
     vie_app *app = vie_app_new(o);
     if (!app) {
         fprintf(stderr, "vie: out of memory\n");
         return NULL;
     }
+    if (previous) vie_app_inherit(app, previous);
     int errors = config_build(cx, app, res);
     if (errors == 0 && default_app_register(app, !ca->file, chaos) != VIE_OK) errors = 1;
     if (errors) {
@@ -342,6 +343,7 @@ static int parse_serve_flags(int argc, char **argv, vie_options *op, bool *chaos
 typedef struct reloader {
     int argc;
     char **argv;
+    const vie_app *current; /* the app the next one inherits state from */
 } reloader;
 
 /* An app built by a reload frees its config with itself. */
@@ -383,7 +385,7 @@ static vie_app *reload_app(void *arg)
     vie_app *app = NULL;
     if (load_config(&ca, &oc->cx, &o) == EXIT_OK &&
         parse_serve_flags(r->argc, r->argv, &o, &chaos) == -1)
-        app = build_app(&ca, &oc->cx, &o, &oc->res, chaos);
+        app = build_app(&ca, &oc->cx, &o, &oc->res, chaos, r->current);
     if (!app || vie_app_hook_add(app, VIE_EV_APP_FREE, free_owned_config, oc) != VIE_OK) {
         if (app) vie_app_free(app);
         config_resources_free(&oc->res);
@@ -391,6 +393,7 @@ static vie_app *reload_app(void *arg)
         free(oc);
         return NULL;
     }
+    r->current = app; /* frozen already: the supervisor will take it */
     return app;
 }
 
@@ -409,12 +412,12 @@ static int cmd_serve(int argc, char **argv)
         return rc;
     }
     config_resources res = {0};
-    vie_app *app = build_app(&ca, &cx, &o, &res, chaos);
+    vie_app *app = build_app(&ca, &cx, &o, &res, chaos, NULL);
     if (!app) {
         cfg_free(&cx);
         return EXIT_CONFIG;
     }
-    reloader r = {argc, argv};
+    reloader r = {argc, argv, app};
     vie_app_on_reload(app, reload_app, &r);
     rc = vie_app_run(app);
     vie_app_free(app);
@@ -483,7 +486,7 @@ static int cmd_describe(int argc, char **argv, bool drawing)
         return rc;
     }
     config_resources res = {0};
-    vie_app *app = build_app(&ca, &cx, &o, &res, false);
+    vie_app *app = build_app(&ca, &cx, &o, &res, false, NULL);
     if (!app) {
         cfg_free(&cx);
         return EXIT_CONFIG;

@@ -73,6 +73,8 @@ vie_app *vie_app_new(const vie_options *opt)
     /* Counters live in memory the workers will share: made now, before
      * any fork. 64 MiB of address space; only touched pages cost. */
     app->shm = shm_create((size_t)64 << 20);
+    static atomic_ulong scopes;
+    app->state_scope = atomic_fetch_add(&scopes, 1) + 1; /* its own until it inherits */
     if (app->shm) {
         app->stats = shm_alloc(app->shm, sizeof *app->stats);
         app->unmatched = shm_alloc(app->shm, sizeof *app->unmatched * (HTTP_M_CONNECT + 1));
@@ -191,6 +193,27 @@ int vie_app_hook_add(vie_app *app, vie_app_event ev, vie_app_hook fn, void *arg)
     }
     app->hooks[app->n_hooks++] = (app_hook){ev, fn, arg};
     return VIE_OK;
+}
+
+int vie_app_inherit(vie_app *app, const vie_app *from)
+{
+    if (!app || !from) {
+        LOG_ERROR("vie_app_inherit refused: %s is NULL", !app ? "the app" : "from");
+        return VIE_EINVAL;
+    }
+    if (app->frozen || app->n_layers) {
+        LOG_ERROR("vie_app_inherit refused: call it before registering anything");
+        return VIE_ESTATE;
+    }
+    app->state_scope = from->state_scope;
+    return VIE_OK;
+}
+
+void *app_shared_state(vie_app *app, const char *name, size_t size, bool *fresh)
+{
+    void *p = shm_named(app->state_scope, name, size, fresh);
+    if (!p) LOG_ERROR("no shared memory left for the state of %s (%zu bytes)", name, size);
+    return p;
 }
 
 int vie_app_on_reload(vie_app *app, vie_app *(*fn)(void *arg), void *arg)

@@ -163,8 +163,15 @@ struct vie_app {
     size_t n_msources, cap_msources;
     bool layer_histograms;            /* time every layer into layer_counters.buckets */
     vie_app *(*reload_fn)(void *arg); /* SIGHUP under a supervisor: the next app */
+    unsigned long state_scope;        /* app_shared_state: the same across reloads */
     void *reload_arg;
 };
+
+/* Shared memory for state that survives a config reload (breakers,
+ * rate-limit tables): the same (name, size) in an app that inherited this
+ * app's scope (vie_app_inherit) gives the same memory. *fresh: new and
+ * zeroed. NULL when out of shared memory (logged). */
+void *app_shared_state(vie_app *app, const char *name, size_t size, bool *fresh);
 
 /* Run the hooks registered for ev (WORKER_STOP: in reverse). */
 void app_run_hooks(vie_app *app, vie_app_event ev, void *loop);
