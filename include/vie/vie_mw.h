@@ -30,9 +30,9 @@ extern "C" {
 /* Where a built-in layer goes and how it is ordered. NULL (or all zero)
  * means: named after its type, on every route, in its type's phase. */
 typedef struct vie_layer_opts {
-    const char *name;  /* default: the type ("request_id"); "auth.api" is in family "auth" */
-    vie_group *group;  /* NULL: the app (every route) */
-    bool phase_set;    /* use phase instead of the type's own */
+    const char *name; /* default: the type ("request_id"); "auth.api" is in family "auth" */
+    vie_group *group; /* NULL: the app (every route) */
+    bool phase_set;   /* use phase instead of the type's own */
     vie_phase phase;
     const char *const *requires; /* NULL-terminated, as in vie_middleware */
     const char *const *runs_before;
@@ -55,6 +55,7 @@ typedef enum vie_app_event {
     VIE_EV_WORKER_START = 0, /* a worker's loop is ready (also with workers: 0) */
     VIE_EV_WORKER_STOP,      /* it drained and is about to close: flush, close */
     VIE_EV_REOPEN,           /* SIGUSR1: reopen log files (after rotation) */
+    VIE_EV_APP_FREE,         /* vie_app_free, after the layers: loop is NULL */
 } vie_app_event;
 
 /* fn(app, loop (a uv_loop_t *), arg) runs in every worker process on ev,
@@ -62,13 +63,29 @@ typedef enum vie_app_event {
 typedef void (*vie_app_hook)(vie_app *app, void *loop, void *arg);
 VIE_API int vie_app_hook_add(vie_app *app, vie_app_event ev, vie_app_hook fn, void *arg);
 
+/* Config reload. Under a supervisor (workers > 0), SIGHUP calls fn(arg)
+ * for the app of the next generation: a new app (vie_app_new, not
+ * started; it is frozen by the supervisor), or NULL to keep serving the
+ * current one (fn logs why). The new generation starts from the new app,
+ * the old one drains, and the supervisor frees the previous app (use
+ * VIE_EV_APP_FREE to free what it holds). The listening socket stays: a
+ * changed listen address needs a restart. Counters start again from zero
+ * in the new app. Without fn, SIGHUP restarts the workers on the same app. */
+VIE_API int vie_app_on_reload(vie_app *app, vie_app *(*fn)(void *arg), void *arg);
+
+/* Make app (new, nothing registered yet) the successor of from: state
+ * the built-ins keep across reloads (circuit breakers, rate-limit
+ * buckets, by layer name) is shared with from's instead of starting
+ * afresh. */
+VIE_API int vie_app_inherit(vie_app *app, const vie_app *from);
+
 /* ------------------------------------------------------------------ */
 /* request_id: generate or propagate X-Request-Id                      */
 
 typedef struct vie_request_id_opts {
-    const char *header;       /* default "X-Request-Id" */
-    bool trust_incoming;      /* keep a well-formed incoming id; default true */
-    bool response_header;     /* echo the id in the response; default true */
+    const char *header;   /* default "X-Request-Id" */
+    bool trust_incoming;  /* keep a well-formed incoming id; default true */
+    bool response_header; /* echo the id in the response; default true */
 } vie_request_id_opts;
 
 VIE_API void vie_request_id_opts_init(vie_request_id_opts *o);
@@ -152,11 +169,11 @@ typedef enum vie_auth_scheme {
 
 typedef struct vie_auth_opts {
     vie_auth_scheme scheme;
-    const char *header;             /* api_key: default "X-Api-Key" */
-    const char *tokens_file;        /* read at registration */
-    const char *tokens_env;         /* name of an environment variable */
-    const char *const *tokens;      /* NULL-terminated "principal:token" */
-    const char *realm;              /* default "vie" */
+    const char *header;        /* api_key: default "X-Api-Key" */
+    const char *tokens_file;   /* read at registration */
+    const char *tokens_env;    /* name of an environment variable */
+    const char *const *tokens; /* NULL-terminated "principal:token" */
+    const char *realm;         /* default "vie" */
 } vie_auth_opts;
 
 VIE_API void vie_auth_opts_init(vie_auth_opts *o);
@@ -198,11 +215,11 @@ VIE_API int vie_use_body_limit(vie_app *app, const vie_layer_opts *lo,
 /* security_headers                                                    */
 
 typedef struct vie_security_headers_opts {
-    uint32_t hsts_max_age_s;         /* Strict-Transport-Security; 0: not sent; default 0 */
-    bool hsts_include_subdomains;    /* default false */
-    const char *frame_options;       /* X-Frame-Options; default "DENY"; NULL: not sent */
-    bool nosniff;                    /* X-Content-Type-Options: nosniff; default true */
-    const char *referrer_policy;     /* default "no-referrer"; NULL: not sent */
+    uint32_t hsts_max_age_s;             /* Strict-Transport-Security; 0: not sent; default 0 */
+    bool hsts_include_subdomains;        /* default false */
+    const char *frame_options;           /* X-Frame-Options; default "DENY"; NULL: not sent */
+    bool nosniff;                        /* X-Content-Type-Options: nosniff; default true */
+    const char *referrer_policy;         /* default "no-referrer"; NULL: not sent */
     const char *content_security_policy; /* default NULL: not sent */
     const char *permissions_policy;      /* default NULL: not sent */
 } vie_security_headers_opts;
@@ -213,12 +230,27 @@ VIE_API int vie_use_security_headers(vie_app *app, const vie_layer_opts *lo,
 
 /* ------------------------------------------------------------------ */
 /* validate: refuse malformed requests before the handler              */
+/*
+ * Checked in this order; the first failure answers (problem+json):
+ * require_headers (400 naming every missing one; a header sent empty is
+ * present), require_query (400 likewise), then, for a request with a
+ * body (not empty), content_types (415 naming the accepted types) and
+ * json_body (400 with the byte offset of the first error). At least one
+ * rule is required.
+ */
 
 typedef struct vie_validate_opts {
     const char *const *require_headers; /* each must be present: else 400 */
-    const char *const *content_types;   /* a body's media type must be one: else 415 */
-    bool json_body;                     /* a body must be well-formed JSON: else 400 */
-    const char *const *require_query;   /* query parameters that must be present: else 400 */
+    /* A body's media type (parameters ignored, case-insensitive) must be
+     * one of these, "type/subtype" or "type/ *" (no space): else 415, also
+     * when the body has no Content-Type. */
+    const char *const *content_types;
+    /* A body must be well-formed JSON, strict RFC 8259 (no trailing
+     * commas, no lone surrogate escapes, at most 64 levels of nesting):
+     * else 400. Any Content-Type: pair with content_types to require
+     * application/json. */
+    bool json_body;
+    const char *const *require_query; /* query parameters that must be present: else 400 */
 } vie_validate_opts;
 
 VIE_API void vie_validate_opts_init(vie_validate_opts *o);
@@ -226,6 +258,22 @@ VIE_API int vie_use_validate(vie_app *app, const vie_layer_opts *lo, const vie_v
 
 /* ------------------------------------------------------------------ */
 /* rate_limit: GCRA (a token bucket of rate and burst)                 */
+/*
+ * From a full bucket, burst requests pass at once, then one every
+ * 1/rate seconds; an idle key refills to burst. The buckets are in the
+ * app's shared memory: all workers enforce one limit. Past it: 429
+ * problem+json with Retry-After (seconds, rounded up). Every response the
+ * layer lets through or refuses carries RateLimit-Limit (burst),
+ * RateLimit-Remaining and RateLimit-Reset (seconds until the bucket is
+ * full again, rounded up). Metrics: vie_ratelimit_decisions_total{limiter,
+ * result="allowed|limited|shadow_limited"} and
+ * vie_ratelimit_evictions_total{limiter}.
+ *
+ * With VIE_RATE_KEY_PRINCIPAL the layer requires "auth" (a layer named
+ * auth or auth.*), so a pipeline without it is refused at start; a
+ * request that reaches it without a principal shares one bucket (logged
+ * once per worker).
+ */
 
 typedef enum vie_rate_key {
     VIE_RATE_KEY_IP = 0,    /* the client's address */
@@ -235,12 +283,20 @@ typedef enum vie_rate_key {
 } vie_rate_key;
 
 typedef struct vie_rate_limit_opts {
-    double rate;         /* requests per second, sustained; required */
-    uint32_t burst;      /* requests allowed at once; default 1 */
-    vie_rate_key key;    /* default VIE_RATE_KEY_IP */
-    const char *header;  /* VIE_RATE_KEY_HEADER: which one */
-    uint32_t max_keys;   /* buckets kept, across workers; the stalest go first; default 65536 */
-    bool enforce;        /* false: decide, count and log, but let everything through */
+    double rate;        /* requests per second, sustained; required: (0, 1e9] */
+    uint32_t burst;     /* requests allowed at once; default 1 */
+    vie_rate_key key;   /* default VIE_RATE_KEY_IP */
+    const char *header; /* VIE_RATE_KEY_HEADER: which one (only then) */
+    /* Keys kept, across workers: rounded up to a power of two (at least
+     * 8), in sets of 8 by hash; a full set drops its stalest key (counted
+     * as an eviction when its bucket was not full again). Default 65536,
+     * at most 1048576 (16 bytes each, in shared memory). */
+    uint32_t max_keys;
+    /* Default true. false (shadow mode): decide and count what would be
+     * refused (shadow_limited; a log line at most once a second per
+     * worker), but let everything through, without RateLimit headers. */
+    bool enforce;
+    uint64_t (*clock_ns)(void); /* NULL: the monotonic clock; tests drive their own */
 } vie_rate_limit_opts;
 
 VIE_API void vie_rate_limit_opts_init(vie_rate_limit_opts *o);
@@ -271,18 +327,18 @@ typedef enum vie_delay_kind {
 
 typedef struct vie_fault_opts {
     bool enabled;
-    uint64_t seed;                     /* 0: from the system's entropy */
-    double delay_percent;              /* 0..100 */
+    uint64_t seed;        /* 0: from the system's entropy */
+    double delay_percent; /* 0..100 */
     vie_delay_kind delay_kind;
     uint32_t delay_ms, delay_min_ms, delay_max_ms, delay_stddev_ms;
     uint32_t delay_p50_ms, delay_p99_ms;
-    double abort_percent;              /* 0..100 */
-    int abort_status;                  /* default 503 */
-    const char *const *routes;         /* route labels or patterns ("GET /x", "/x"); NULL: all */
-    const char *match_header;          /* only requests with this header ... */
-    const char *match_value;           /* ... equal to this (NULL: any value) */
-    const char *const *trusted_cidrs;  /* header-driven faults from these only; NULL: none */
-    uint32_t max_active_faults;        /* default 100 */
+    double abort_percent;             /* 0..100 */
+    int abort_status;                 /* default 503 */
+    const char *const *routes;        /* route labels or patterns ("GET /x", "/x"); NULL: all */
+    const char *match_header;         /* only requests with this header ... */
+    const char *match_value;          /* ... equal to this (NULL: any value) */
+    const char *const *trusted_cidrs; /* header-driven faults from these only; NULL: none */
+    uint32_t max_active_faults;       /* default 100 */
 } vie_fault_opts;
 
 VIE_API void vie_fault_opts_init(vie_fault_opts *o);
