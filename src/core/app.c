@@ -153,6 +153,7 @@ void vie_app_free(vie_app *app)
     pipeline_free(app);
     for (size_t i = 0; i < app->n_routes; i++)
         route_free(app->routes[i]);
+    if (app->fallback) route_free(app->fallback);
     free(app->routes);
     for (size_t i = 0; i < app->n_layers; i++)
         layer_free(app->layers[i]);
@@ -467,6 +468,17 @@ int vie_app_freeze(vie_app *app)
         if (rc == VIE_OK)
             rc = vie_route(app, "GET", "/debug/requests", inflight_debug_handler, NULL);
         if (rc != VIE_OK) return rc;
+    }
+    if (!app->fallback) {
+        route_entry *fb = calloc(1, sizeof *fb);
+        if (!fb) return VIE_ENOMEM;
+        fb->method = strdup("");
+        fb->pattern = strdup("");
+        fb->label = strdup("(no route)");
+        fb->index = UINT32_MAX; /* not in app->routes */
+        fb->n = &app->unmatched[0];
+        app->fallback = fb;
+        if (!fb->method || !fb->pattern || !fb->label) return VIE_ENOMEM;
     }
     int rc = pipeline_build(app);
     if (rc != VIE_OK) {

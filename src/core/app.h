@@ -156,6 +156,7 @@ struct vie_app {
     _Atomic uint64_t *key_conflicts; /* in shm, per key slot */
     const struct layer **key_owners; /* per key slot, resolved at freeze */
     route_counters *unmatched;       /* in shm, per http_method id: requests no route took */
+    struct route_entry *fallback; /* the app-wide layers alone: 404 and 405 run through them */
     struct inflight_slot *inflight;  /* in shm: every worker\'s requests in flight */
     app_hook *hooks;                 /* vie_app_hook_add, in registration order */
     size_t n_hooks, cap_hooks;

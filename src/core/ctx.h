@@ -88,7 +88,10 @@ struct vie_ctx {
     uv_work_t work;
     struct ctx_pool *orphan_pool; /* set when the owner left while the thread ran */
     bool truncated;               /* a response that began went wrong: close, don't finish it */
-    const char *auto_allow; /* OPTIONS without a route: the handler step answers 204 + Allow */
+    /* No route's handler: the handler step answers auto_status (204 for an
+     * OPTIONS, 404 or 405 through the app-wide layers), with Allow when set. */
+    int auto_status;
+    const char *auto_allow;
     bool panic_armed;             /* panic_jmp is a live jump point */
     const char *panic_msg;
     sigjmp_buf panic_jmp;          /* where vie_panic unwinds to (executor.c) */

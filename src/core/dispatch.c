@@ -46,10 +46,6 @@ void dispatch_request(vie_ctx *c)
     }
     router_result rr = router_find(c->app->router, c->req.method, c->req.method_len, c->path.ptr,
                                    c->path.len, &c->match);
-    if (rr == ROUTER_NOT_FOUND) {
-        vie_send_problem(c, 404, "no route matches this path");
-        return;
-    }
     if (rr == ROUTER_METHOD_NOT_ALLOWED && c->req.method_id == HTTP_M_OPTIONS) {
         /* OPTIONS on a path with routes runs that path's pipeline (a CORS
          * layer answers preflights there) and, if no layer answers, gets
@@ -63,14 +59,32 @@ void dispatch_request(vie_ctx *c)
             memcpy(with, allow, al);
             memcpy(with + al, ", OPTIONS", sizeof ", OPTIONS");
             c->auto_allow = with;
+            c->auto_status = 204;
         } else {
             rr = ROUTER_METHOD_NOT_ALLOWED;
             c->match.allow = allow;
         }
     }
-    if (rr == ROUTER_METHOD_NOT_ALLOWED) {
-        vie_header_add(c, "Allow", c->match.allow);
-        vie_send_problem(c, 405, "the route exists but not for this method");
+    if (rr != ROUTER_FOUND) {
+        /* 404 and 405 go through the app-wide layers when there are any,
+         * so they get a request id, an access-log line and the same
+         * guards as every other answer. */
+        route_entry *fb = c->app->fallback;
+        bool not_found = rr == ROUTER_NOT_FOUND;
+        if (fb && fb->chain.n) {
+            c->auto_status = not_found ? 404 : 405;
+            c->auto_allow = not_found ? NULL : c->match.allow;
+            c->route = fb;
+            if (!c->start_ns) c->start_ns = clock_now_ns();
+            executor_start(c);
+            return;
+        }
+        if (not_found) {
+            vie_send_problem(c, 404, "no route matches this path");
+        } else {
+            vie_header_add(c, "Allow", c->match.allow);
+            vie_send_problem(c, 405, "the route exists but not for this method");
+        }
         return;
     }
     if (c->match.has_catchall && c->match.n_params) {

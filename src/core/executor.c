@@ -323,9 +323,12 @@ static void run_loop(vie_ctx *c, uint64_t now)
             }
             c->cur = NULL;
             c->actor = r->label;
-            if (c->auto_allow) { /* an OPTIONS no layer answered (dispatch.c) */
-                vie_header_add(c, "Allow", c->auto_allow);
-                st = vie_send(c, 204, NULL, NULL, 0);
+            if (c->auto_status) { /* no handler: dispatch.c said what to answer */
+                if (c->auto_allow) vie_header_add(c, "Allow", c->auto_allow);
+                st = c->auto_status == 204 ? vie_send(c, 204, NULL, NULL, 0)
+                     : c->auto_status == 404
+                         ? vie_send_problem(c, 404, "no route matches this path")
+                         : vie_send_problem(c, 405, "the route exists but not for this method");
             } else {
                 if (r->blocking && c->loop) {
                     start_blocking(c);
@@ -544,8 +547,8 @@ void executor_start(vie_ctx *c)
 int vie_deadline_set(vie_ctx *c, uint32_t ms)
 {
     if (!c || c->exec == EXEC_IDLE || c->exec == EXEC_DONE) {
-        LOG_ERROR("vie_deadline_set refused: %s", !c ? "the request is NULL"
-                                                     : "the request is not running");
+        LOG_ERROR("vie_deadline_set refused: %s",
+                  !c ? "the request is NULL" : "the request is not running");
         return VIE_EINVAL;
     }
     c->deadline_ns = ms ? c->start_ns + (uint64_t)ms * 1000000u : UINT64_MAX;

@@ -52,7 +52,7 @@ void metrics_request_done(vie_ctx *c)
     int status = c->res.status;
     if (status < 100 || status > 599) return; /* nothing was answered */
     route_counters *n =
-        c->route
+        c->route && c->route != app->fallback
             ? c->route->n
             : &app->unmatched[c->req.method_id <= HTTP_M_CONNECT ? c->req.method_id : HTTP_M_OTHER];
     n->by_status[status - 100]++;
@@ -196,14 +196,15 @@ char *vie_app_metrics(vie_app *app)
     vie_buf b = {0};
     const vie_stats *s = app->stats;
 
-    metrics_help(&b, "vie_requests_total", "counter", "Requests answered, by route, method and status.");
+    metrics_help(&b, "vie_requests_total", "counter",
+                 "Requests answered, by route, method and status.");
     for (size_t i = 0; i < app->n_routes; i++)
         route_requests(&b, app->routes[i]->pattern, app->routes[i]->method, app->routes[i]->n);
     for (int m = 0; m <= HTTP_M_CONNECT; m++)
         route_requests(&b, "", method_names[m], &app->unmatched[m]);
 
     metrics_help(&b, "vie_request_duration_seconds", "histogram",
-         "Time from a complete request head to the end of its response.");
+                 "Time from a complete request head to the end of its response.");
     for (size_t i = 0; i < app->n_routes; i++)
         route_histogram(&b, app->routes[i]->pattern, app->routes[i]->method, app->routes[i]->n);
     for (int m = 0; m <= HTTP_M_CONNECT; m++)
@@ -224,7 +225,8 @@ char *vie_app_metrics(vie_app *app)
     per_layer(&b, app, "vie_async_timeouts_total", "Layers parked past their async deadline.",
               offsetof(layer_counters, async_timeouts), (size_t)-1);
 
-    metrics_help(&b, "vie_ctx_conflicts_total", "counter", "Refused writes of typed request values.");
+    metrics_help(&b, "vie_ctx_conflicts_total", "counter",
+                 "Refused writes of typed request values.");
     for (size_t k = 0; k < app->n_keys; k++) {
         if (!app->keys[k]) continue;
         buf_printf(&b, "vie_ctx_conflicts_total{key=\"");

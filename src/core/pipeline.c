@@ -430,6 +430,11 @@ int pipeline_build(vie_app *app)
             if (e < 0) return VIE_ENOMEM;
             errors += e;
         }
+        if (errors == 0 && app->fallback) {
+            int e = build_chain(app, app->fallback);
+            if (e < 0) return VIE_ENOMEM;
+            errors += e;
+        }
     }
     if (errors) {
         LOG_ERROR("pipeline: %d problem%s: the app refuses to start", errors,
@@ -441,8 +446,9 @@ int pipeline_build(vie_app *app)
 
 void pipeline_free(vie_app *app)
 {
-    for (size_t i = 0; i < app->n_routes; i++) {
-        route_entry *r = app->routes[i];
+    for (size_t i = 0; i <= app->n_routes; i++) {
+        route_entry *r = i < app->n_routes ? app->routes[i] : app->fallback;
+        if (!r) break;
         for (uint32_t k = 0; r->chain.reasons && k < r->chain.n; k++)
             free(r->chain.reasons[k]);
         free(r->chain.reasons);

@@ -53,7 +53,7 @@ int mw_metrics_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p)
         return VIE_EINVAL;
     }
     int rc = vie_use_metrics(app, &o);
-    if (rc != VIE_OK) cfg_error(p, "path", "cannot serve metrics on %s: %s", o.path,
-                                vie_strerror(rc));
+    if (rc != VIE_OK)
+        cfg_error(p, "path", "cannot serve metrics on %s: %s", o.path, vie_strerror(rc));
     return rc;
 }

@@ -22,11 +22,11 @@ const char *mw_name(const vie_layer_opts *lo, const char *def);
 typedef int (*mw_from_yaml_fn)(vie_app *app, const vie_layer_opts *lo, cfg_params *p);
 
 typedef struct mw_type {
-    const char *name;      /* the YAML type: "request_id" */
-    vie_phase phase;       /* its default phase */
-    bool is_layer;         /* false: an app feature (metrics), not in a chain */
+    const char *name; /* the YAML type: "request_id" */
+    vie_phase phase;  /* its default phase */
+    bool is_layer;    /* false: an app feature (metrics), not in a chain */
     mw_from_yaml_fn from_yaml;
-    const char *summary;   /* one line for `vie check` and errors */
+    const char *summary; /* one line for `vie check` and errors */
 } mw_type;
 
 /* The type called name, or NULL. */
