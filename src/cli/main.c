@@ -183,9 +183,41 @@ static int scan_config_args(int argc, char **argv, config_args *ca)
     return 0;
 }
 
-static void print_config_errors(const cfg_ctx *cx, const char *file)
+/* Errors in file order: "FILE:LINE:COL: ..." compared by file, then line
+ * and column as numbers. */
+static int by_position(const void *a, const void *b)
 {
-    cfg_print_errors(cx, stderr);
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    const char *xl = strchr(x, ':'), *yl = strchr(y, ':');
+    if (!xl || !yl) return xl ? 1 : yl ? -1 : 0;
+    size_t xn = (size_t)(xl - x), yn = (size_t)(yl - y);
+    int c = strncmp(x, y, xn < yn ? xn : yn);
+    if (c || xn != yn) return c ? c : xn < yn ? -1 : 1;
+    char *end;
+    unsigned long a1 = strtoul(xl + 1, &end, 10), a2 = *end == ':' ? strtoul(end + 1, NULL, 10) : 0;
+    unsigned long b1 = strtoul(yl + 1, &end, 10), b2 = *end == ':' ? strtoul(end + 1, NULL, 10) : 0;
+    return a1 != b1 ? (a1 < b1 ? -1 : 1) : a2 != b2 ? (a2 < b2 ? -1 : 1) : 0;
+}
+
+static void print_config_errors(cfg_ctx *cx, const char *file)
+{
+    /* In file order (the readers find them in schema order), stable. */
+    size_t n = cx->errs.n;
+    char **sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (sorted) {
+        memcpy(sorted, cx->errs.lines, n * sizeof *sorted);
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && by_position(&sorted[j - 1], &sorted[j]) > 0; j--) {
+                char *t = sorted[j];
+                sorted[j] = sorted[j - 1];
+                sorted[j - 1] = t;
+            }
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, "%s\n", sorted[i]);
+        free(sorted);
+    } else {
+        cfg_print_errors(cx, stderr);
+    }
     fprintf(stderr, "vie: %s: %zu error%s; nothing was started\n",
             file ? file : "the default config", cx->errs.n, cx->errs.n == 1 ? "" : "s");
 }

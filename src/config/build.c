@@ -103,6 +103,7 @@ typedef struct builder {
     } * groups;
     size_t n_groups;
     const char **group_names;
+    vie_app *scratch; /* validates the instances of a group or route that failed */
 } builder;
 
 static const char *fmt(cfg_ctx *cx, const char *f, const char *a, const char *b)
@@ -275,6 +276,20 @@ static void place_list(builder *b, const cfg_node *list, vie_group *g, const cha
     }
 }
 
+/* The middleware of a group or route that is refused still gets its
+ * keys checked (on a scratch app), so one error does not hide another or
+ * pass its instances off as unused. */
+static void place_list_scratch(builder *b, const cfg_node *list, const char *where)
+{
+    if (!list || list->kind == CFG_NULL) return;
+    if (!b->scratch) b->scratch = vie_app_new(NULL);
+    if (!b->scratch) return;
+    vie_app *real = b->app;
+    b->app = b->scratch;
+    place_list(b, list, NULL, where);
+    b->app = real;
+}
+
 /* ------------------------------------------------------------------ */
 /* groups:                                                             */
 
@@ -324,6 +339,7 @@ static int read_groups(builder *b)
                       close ? "; did you mean \"" : "", close ? close : "", close ? "\"?" : "");
         }
         if (cfg_params_finish(&p) || !name) {
+            place_list_scratch(b, mw, p.what);
             errors++;
             continue;
         }
@@ -537,7 +553,10 @@ static void read_route(builder *b, const cfg_node *item)
         fn = vie_static_handler;
         arg = read_static(b, &p, label, path);
     }
-    if (cfg_params_finish(&p) || !arg || !path) return;
+    if (cfg_params_finish(&p) || !arg || !path) {
+        place_list_scratch(b, mw, p.what);
+        return;
+    }
     /* Layers of this route alone live in a group of their own. */
     if (mw && mw->kind != CFG_NULL) {
         if (vie_group_new(b->app, g, "", &g) != VIE_OK) {
@@ -596,6 +615,7 @@ int config_build(cfg_ctx *cx, vie_app *app, config_resources *res)
                      "group's or in a route's middleware (or remove it)",
                      in->name ? in->name : "?");
     }
+    if (b.scratch) vie_app_free(b.scratch);
     return (int)(cx->errs.n - before);
 }
 
