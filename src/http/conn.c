@@ -12,11 +12,26 @@
  * queued with uv_write and the connection stops reading and serving until
  * it drains, so a client that sends without reading cannot make the
  * server buffer without bound.
+ *
+ * File bodies (vie_send_file): the response's head goes out with the
+ * buffered output, then the file with sendfile(2) on the non-blocking
+ * socket, before anything else is served on the connection (answers stay
+ * in order; reading and serving wait, as for a queued write). Writing to
+ * the socket directly is only done with nothing queued in libuv, which is
+ * what uv_try_write does too. When the socket is full, the next bytes of
+ * the file are read into the output buffer and handed to uv_write, so
+ * libuv waits for writability as it owns the socket; its completion
+ * resumes sendfile. The write timeout, a client leaving and errors take
+ * the paths every write takes.
  */
 #include "http/conn.h"
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/dispatch.h"
@@ -28,6 +43,11 @@
 /* Above this much pending output, a batch of pipelined requests is flushed
  * before the next one is served. */
 #define OUT_FLUSH_THRESHOLD (64 * 1024)
+
+/* File bytes sent with sendfile before giving the loop back (as nginx's
+ * sendfile_max_chunk): a fast reader must not keep the loop on one
+ * connection for a whole large file. */
+#define FILE_SLICE (2u << 20)
 
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -95,6 +115,7 @@ static void on_closed(uv_handle_t *h)
             ctx_release(&s->ctxs, c->ctx);
     }
     if (c->rbuf) buf_pool_put(&s->rbufs, c->rbuf);
+    if (c->sending_file) close(c->file_fd);
     release_out(c);
     buf_free(&c->body);
     free(c);
@@ -175,7 +196,8 @@ void conn_begin_stop(vie_conn *c)
      * look idle between two requests). It gets a short grace; a request
      * that comes is answered with Connection: close; if none comes, it is
      * closed gracefully, never reset. */
-    bool idle = c->phase == CONN_IDLE && !c->writes_pending && c->rpos == c->rlen;
+    bool idle =
+        c->phase == CONN_IDLE && !c->writes_pending && !c->sending_file && c->rpos == c->rlen;
     if (idle) {
         timeout_set(c, TO_GRACE);
         return;
@@ -426,8 +448,11 @@ static void begin_body(vie_conn *c)
 static void conn_process(vie_conn *c)
 {
     server *s = c->srv;
+again:
     while (!c->closing && c->phase != CONN_CLOSING) {
-        if (c->writes_pending) break; /* back-pressure: no new output until drained */
+        /* Back-pressure: no new output until drained; a file body goes out
+         * before the next answer. */
+        if (c->writes_pending || c->sending_file) break;
         if (c->ctx && c->ctx->exec == EXEC_PARKED) break; /* answers stay in order */
         if (ensure_out(c) != 0) {
             conn_abort(c, "out of memory");
@@ -484,16 +509,22 @@ static void conn_process(vie_conn *c)
     }
 
     if (c->closing) return;
-    if (c->eof && c->phase != CONN_BUSY && !c->writes_pending) {
+    if (c->eof && c->phase != CONN_BUSY && !c->writes_pending && !c->sending_file) {
         /* The client is gone or half-closed: nothing more can complete. */
         c->phase = CONN_CLOSING;
     }
+    bool had_file = c->sending_file;
     conn_flush(c);
     if (c->closing) return;
+    /* A file body went out at once: serve the requests that waited for it
+     * (a loop, not a recursion, however many pipelined files). */
+    if (had_file && !c->sending_file && !c->writes_pending) goto again;
     switch (c->phase) {
     case CONN_IDLE:
         release_rbuf_if_empty(c);
-        if (!c->writes_pending) timeout_set(c, TO_IDLE);
+        /* Idle only now that a long answer (a file) is out, while the
+         * server stops: the grace of conn_begin_stop, not a keep-alive. */
+        if (!c->writes_pending) timeout_set(c, s->stopping ? TO_GRACE : TO_IDLE);
         if (c->rbuf && c->rlen == s->rbufs.size)
             reading_stop(c);
         else if (!c->writes_pending)
@@ -531,7 +562,8 @@ typedef struct write_req {
 
 static void after_output(vie_conn *c)
 {
-    if (c->phase == CONN_CLOSING && !c->writes_pending && c->out.len == 0) conn_shutdown(c);
+    if (c->phase == CONN_CLOSING && !c->writes_pending && !c->sending_file && c->out.len == 0)
+        conn_shutdown(c);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -555,50 +587,176 @@ static void on_write(uv_write_t *req, int status)
     conn_process(c);
 }
 
-static void conn_flush(vie_conn *c)
+static void file_close(vie_conn *c)
 {
-    if (c->closing) return;
-    if (c->out.len == 0) {
-        release_out(c);
-        after_output(c);
+    close(c->file_fd);
+    c->file_fd = -1;
+    c->sending_file = false;
+}
+
+void conn_file_handoff(void *arg)
+{
+    conn_file_body *fb = arg;
+    vie_ctx *x = fb->ctx;
+    /* A blocking handler's request may outlive its connection: on_closed
+     * then gave it an orphan pool and the connection is gone. Otherwise
+     * the connection is alive here (perhaps closing). */
+    vie_conn *c = x->orphan_pool ? NULL : x->conn;
+    if (!c || c->closing || c->ctx != x || x->res.state != RESP_ENDED) {
+        close(fb->fd);
         return;
     }
-    size_t off = 0;
-    if (!c->writes_pending) {
-        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (n < 0 && n != UV_EAGAIN) {
-            conn_abort(c, uv_strerror(n));
-            return;
+    if (c->sending_file) { /* cannot happen: serving waits for the file */
+        close(fb->fd);
+        x->keep_alive = false;
+        conn_abort(c, "a second file body while one is being sent");
+        return;
+    }
+    c->file_fd = fb->fd;
+    c->file_off = fb->offset;
+    c->file_left = fb->len;
+    c->sending_file = true;
+}
+
+/* Set by tests (conn_test_no_sendfile); any thread may read it. */
+static atomic_bool no_sendfile;
+
+void conn_test_no_sendfile(bool on)
+{
+    atomic_store(&no_sendfile, on);
+}
+
+typedef enum file_step {
+    FILE_DONE,   /* every byte went out */
+    FILE_CHUNK,  /* the next bytes are in c->out: uv_write them */
+    FILE_FAILED, /* the connection is closing */
+} file_step;
+
+/* The file is shorter than the head said: the only honest end is a close. */
+static file_step file_short(vie_conn *c)
+{
+    LOG_WARN("conn %p: a file body ended %llu bytes early (the file shrank while being sent); "
+             "closing",
+             (void *)c, (unsigned long long)c->file_left);
+    conn_abort(c, NULL);
+    return FILE_FAILED;
+}
+
+/* Send the file with sendfile until it is done, the socket is full or the
+ * slice is used up; then read its next bytes into c->out. Called with no
+ * write queued and c->out empty. */
+static file_step file_pump(vie_conn *c)
+{
+    uv_os_fd_t sock;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
+        conn_abort(c, "no socket descriptor");
+        return FILE_FAILED;
+    }
+    size_t sent = 0;
+    while (c->file_left > 0 && sent < FILE_SLICE &&
+           !atomic_load_explicit(&no_sendfile, memory_order_relaxed)) {
+        size_t want = FILE_SLICE - sent;
+        if (c->file_left < want) want = (size_t)c->file_left;
+        off_t off = (off_t)c->file_off;
+        ssize_t n = sendfile(sock, c->file_fd, &off, want);
+        if (n > 0) {
+            c->file_off += (uint64_t)n;
+            c->file_left -= (uint64_t)n;
+            sent += (size_t)n;
+        } else if (n == 0) {
+            return file_short(c);
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EINVAL || errno == ENOSYS) {
+            /* Full; or a file system without sendfile: pread does it. */
+            break;
+        } else {
+            conn_abort(c, strerror(errno));
+            return FILE_FAILED;
         }
-        if (n > 0) off = (size_t)n;
-        if (off == c->out.len) {
-            c->out.len = 0;
+    }
+    if (c->file_left == 0) {
+        file_close(c);
+        return FILE_DONE;
+    }
+    if (ensure_out(c) != 0) {
+        conn_abort(c, "out of memory");
+        return FILE_FAILED;
+    }
+    size_t want = c->out.cap;
+    if (c->file_left < want) want = (size_t)c->file_left;
+    ssize_t n;
+    do
+        n = pread(c->file_fd, c->out.data, want, (off_t)c->file_off);
+    while (n < 0 && errno == EINTR);
+    if (n == 0) return file_short(c);
+    if (n < 0) {
+        LOG_WARN("conn %p: reading a file body failed: %s; closing", (void *)c, strerror(errno));
+        conn_abort(c, NULL);
+        return FILE_FAILED;
+    }
+    c->out.len = (size_t)n;
+    c->file_off += (uint64_t)n;
+    c->file_left -= (uint64_t)n;
+    return FILE_CHUNK;
+}
+
+static void conn_flush(vie_conn *c)
+{
+    bool try_first = true;
+    while (!c->closing) {
+        if (c->out.len == 0) {
+            if (c->sending_file && !c->writes_pending) {
+                file_step st = file_pump(c);
+                if (st == FILE_FAILED) return;
+                if (st == FILE_CHUNK) {
+                    /* Straight to uv_write: it writes what fits now and
+                     * completes on a later turn of the loop, which is the
+                     * wait for writability and the yield after a slice. */
+                    try_first = false;
+                    continue;
+                }
+            }
             release_out(c);
             after_output(c);
             return;
         }
-    }
-    /* The kernel is full: hand the rest to libuv and stop taking input. */
-    write_req *w = malloc(sizeof *w);
-    if (!w) {
-        conn_abort(c, "out of memory");
+        size_t off = 0;
+        if (!c->writes_pending && try_first) {
+            uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+            int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+            if (n < 0 && n != UV_EAGAIN) {
+                conn_abort(c, uv_strerror(n));
+                return;
+            }
+            if (n > 0) off = (size_t)n;
+            if (off == c->out.len) {
+                c->out.len = 0;
+                continue; /* a file body may follow */
+            }
+        }
+        /* The kernel is full: hand the rest to libuv and stop taking input. */
+        write_req *w = malloc(sizeof *w);
+        if (!w) {
+            conn_abort(c, "out of memory");
+            return;
+        }
+        w->conn = c;
+        w->buf = c->out;
+        c->out = (vie_buf){0};
+        uv_buf_t b = uv_buf_init(w->buf.data + off, (unsigned)(w->buf.len - off));
+        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+            free(w->buf.data);
+            free(w);
+            conn_abort(c, "write failed");
+            return;
+        }
+        c->writes_pending++;
+        reading_stop(c);
+        c->write_mark = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        timeout_set(c, TO_WRITE);
         return;
     }
-    w->conn = c;
-    w->buf = c->out;
-    c->out = (vie_buf){0};
-    uv_buf_t b = uv_buf_init(w->buf.data + off, (unsigned)(w->buf.len - off));
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        free(w->buf.data);
-        free(w);
-        conn_abort(c, "write failed");
-        return;
-    }
-    c->writes_pending++;
-    reading_stop(c);
-    c->write_mark = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    timeout_set(c, TO_WRITE);
 }
 
 /* ------------------------------------------------------------------ */
@@ -626,6 +784,7 @@ void conn_start(vie_conn *c)
 {
     c->tcp.data = c;
     c->phase = CONN_IDLE;
+    c->file_fd = -1;
     uv_tcp_nodelay(&c->tcp, 1);
     timeout_set(c, TO_IDLE);
     reading_start(c);

@@ -42,6 +42,11 @@ typedef struct vie_conn {
     http_head_parser hp;
     http_chunked chunked;
     uint32_t requests;
+    /* A response's file body being sent (after the head in out, before
+     * any later answer): valid while sending_file. */
+    int file_fd;
+    uint64_t file_off;  /* the next byte of the file to send */
+    uint64_t file_left; /* bytes still to send */
     uint16_t writes_pending;
     uint8_t phase;  /* conn_phase */
     uint8_t tkind;  /* timeout_kind it is listed under */
@@ -49,7 +54,25 @@ typedef struct vie_conn {
     bool eof;       /* the client shut down its side */
     bool closing;   /* uv_close was called */
     bool shut_down; /* our side is shut down (lingering) */
+    bool sending_file;
 } vie_conn;
+
+/* A file body a request sent (vie_send_file), waiting for its request to
+ * end: in the request arena. */
+typedef struct conn_file_body {
+    vie_ctx *ctx;
+    int fd; /* owned */
+    uint64_t offset, len;
+} conn_file_body;
+
+/* A vie_defer (it runs once, on the loop, on every path): hands the file
+ * to the connection, which sends it after the response's head, or closes
+ * it when the response will not go out (the client is gone). */
+void conn_file_handoff(void *arg);
+
+/* For tests: send file bodies with pread and write only, as on a file
+ * system without sendfile. */
+void conn_test_no_sendfile(bool on);
 
 /* Take over an accepted connection (already initialized on the loop). */
 void conn_start(vie_conn *c);

@@ -3,11 +3,16 @@
  * bytes after the end), logging who asked and counting it. */
 #include "http/writer.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/log.h"
+#include "http/conn.h"
 #include "http/date.h"
 
 static const char *const state_names[] = {"none", "head", "body", "ended"};
@@ -30,6 +35,20 @@ static char *u64_digits(char end[static 20], uint64_t v)
         *--p = (char)('0' + v % 10);
         v /= 10;
     } while (v);
+    return p;
+}
+
+static char *put_length(char *p, uint64_t length)
+{
+    char digits[20];
+    char *d = u64_digits(digits, length);
+    size_t n = (size_t)(digits + 20 - d);
+    memcpy(p, "Content-Length: ", 16);
+    p += 16;
+    memcpy(p, d, n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
     return p;
 }
 
@@ -85,17 +104,14 @@ static int write_head(vie_ctx *c, const char *content_type, size_t ctype_len, bo
     }
     if (r->status < 200 || r->status == 204) {
         /* RFC 9110 8.6: no Content-Length on 1xx and 204 */
+    } else if (r->status == 304) {
+        /* A 304's Content-Length may only be the one a 200 would carry
+         * (RFC 9110 8.6): a made-up 0 would make caches store a length of
+         * 0 for the entry. Sent only when the handler set it. */
+        if (r->has_length) p = put_length(p, r->content_length);
     } else if (known_length) {
-        char digits[20];
-        char *d = u64_digits(digits, length);
-        size_t n = (size_t)(digits + 20 - d);
-        memcpy(p, "Content-Length: ", 16);
-        p += 16;
-        memcpy(p, d, n);
-        p += n;
-        *p++ = '\r';
-        *p++ = '\n';
-    } else if (r->status != 304) {
+        p = put_length(p, length);
+    } else {
         if (c->req.version_minor >= 1) {
             memcpy(p, "Transfer-Encoding: chunked\r\n", 28);
             p += 28;
@@ -301,6 +317,143 @@ vie_status vie_send_text(vie_ctx *c, int status, const char *text)
 vie_status vie_send_json(vie_ctx *c, int status, const char *json)
 {
     return vie_send(c, status, "application/json", json, json ? strlen(json) : 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* File bodies                                                         */
+
+/* Up to this size a file body is copied into the output buffer rather
+ * than sent with sendfile(2): for small files the copy costs less than
+ * the extra system calls, and pipelined answers stay in one write. */
+#define FILE_INLINE_MAX (16 * 1024)
+
+static vie_status file_refused(vie_ctx *c, int fd, const char *why)
+{
+    close(fd);
+    refuse(c, "vie_send_file", VIE_EINVAL, why);
+    return vie_send_problem(c, 500, "the file cannot be sent");
+}
+
+/* Read [offset, offset + len) of fd after the head in c->out. A file
+ * that turns out shorter than promised is answered 500 instead: nothing
+ * of this response has left yet. */
+static vie_status file_inline(vie_ctx *c, int fd, const char *ctype, size_t ct_len, uint64_t offset,
+                              uint64_t len)
+{
+    vie_response *r = &c->res;
+    vie_buf *o = c->out;
+    size_t mark = o->len;
+    if (write_head(c, ctype, ct_len, true, len) != VIE_OK || buf_reserve(o, (size_t)len) != 0) {
+        o->len = mark;
+        r->state = RESP_NONE;
+        r->status = 0;
+        return file_refused(c, fd, "out of memory for the file's bytes");
+    }
+    uint64_t got = 0;
+    int err = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, o->data + o->len + got, (size_t)(len - got), (off_t)(offset + got));
+        if (n > 0) {
+            got += (uint64_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            err = n < 0 ? errno : 0;
+            break;
+        }
+    }
+    close(fd);
+    if (got < len) {
+        o->len = mark;
+        r->state = RESP_NONE;
+        r->status = 0;
+        LOG_ERROR("vie_send_file: %s after %llu of %llu bytes (in %s); 500 sent",
+                  err ? strerror(err) : "the file ended early", (unsigned long long)got,
+                  (unsigned long long)len, c->actor ? c->actor : "vie");
+        return vie_send_problem(c, 500, "the file could not be read");
+    }
+    o->len += (size_t)len;
+    r->body_bytes = len;
+    r->state = RESP_ENDED;
+    return VIE_DONE;
+}
+
+vie_status writer_send_file_owned(vie_ctx *c, int status, const char *content_type, int fd,
+                                  uint64_t offset, uint64_t len)
+{
+    vie_response *r = &c->res;
+    if (r->state != RESP_NONE) {
+        close(fd);
+        refuse(c, "vie_send_file", VIE_ESTATE, "a response was already sent");
+        return VIE_DONE;
+    }
+    if (status < 200 || status > 599)
+        return file_refused(c, fd, "status out of range (a file body needs 200..599); 500 sent");
+    size_t ct_len = content_type ? strlen(content_type) : 0;
+    if (content_type && !is_field_value(content_type, ct_len)) {
+        refuse(c, "vie_send_file", VIE_EINVAL, "content type holds a control byte; omitted");
+        content_type = NULL;
+        ct_len = 0;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return file_refused(c, fd, "fd is not a regular file; 500 sent");
+    uint64_t size = (uint64_t)st.st_size;
+    if (offset > size || len > size - offset)
+        return file_refused(c, fd, "the range reaches past the end of the file; 500 sent");
+    if (len > SIZE_MAX / 2) return file_refused(c, fd, "the range is too large; 500 sent");
+    r->status = status;
+    bool no_body = c->req.method_id == HTTP_M_HEAD || status_has_no_body(status);
+    if (no_body || len == 0) {
+        /* HEAD: the head says how long the body would be; nothing is read. */
+        close(fd);
+        if (write_head(c, content_type, ct_len, true, len) != VIE_OK) return VIE_DONE;
+        r->body_bytes = len;
+        r->state = RESP_ENDED;
+        return VIE_DONE;
+    }
+    /* No socket (the test kit) or a small file: the bytes go in the body. */
+    if (!c->conn || len <= FILE_INLINE_MAX)
+        return file_inline(c, fd, content_type, ct_len, offset, len);
+    /* The connection sends the file after the head, from the loop, once
+     * the request is done: a defer (which runs on every path, on the loop)
+     * hands the file over, or closes it when the client is gone. */
+    conn_file_body *fb = arena_alloc(&c->arena, sizeof *fb);
+    if (!fb) return file_refused(c, fd, "out of memory; 500 sent");
+    *fb = (conn_file_body){.ctx = c, .fd = fd, .offset = offset, .len = len};
+    if (vie_defer(c, conn_file_handoff, fb) != VIE_OK)
+        return file_refused(c, fd, "the request cannot take a file now; 500 sent");
+    /* From here the defer owns fd: on failure it sees no ended response
+     * and closes it. */
+    if (write_head(c, content_type, ct_len, true, len) != VIE_OK) return VIE_DONE;
+    r->body_bytes = len;
+    r->state = RESP_ENDED;
+    return VIE_DONE;
+}
+
+vie_status vie_send_file(vie_ctx *c, int status, const char *content_type, int fd, uint64_t offset,
+                         uint64_t len)
+{
+    if (!c) {
+        LOG_ERROR("vie_send_file refused: the request is NULL");
+        return VIE_DONE;
+    }
+    if (c->res.state != RESP_NONE) {
+        refuse(c, "vie_send_file", VIE_ESTATE, "a response was already sent");
+        return VIE_DONE;
+    }
+    if (fd < 0) {
+        refuse(c, "vie_send_file", VIE_EINVAL, "fd is negative; 500 sent");
+        return vie_send_problem(c, 500, "the file cannot be sent");
+    }
+    /* The caller keeps its fd: the response gets its own. */
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        LOG_ERROR("vie_send_file: cannot duplicate fd %d: %s (in %s); 500 sent", fd,
+                  strerror(errno), c->actor ? c->actor : "vie");
+        return vie_send_problem(c, 500, "the file cannot be sent");
+    }
+    return writer_send_file_owned(c, status, content_type, own, offset, len);
 }
 
 size_t json_escape(char *dst, size_t cap, const char *s, size_t len)

@@ -11,6 +11,11 @@
  * that returned VIE_DONE mid-stream). */
 void writer_finish(vie_ctx *c);
 
+/* vie_send_file for a caller that opened fd itself: fd becomes the
+ * response's (closed on every path, also when refused), saving a dup. */
+vie_status writer_send_file_owned(vie_ctx *c, int status, const char *content_type, int fd,
+                                  uint64_t offset, uint64_t len);
+
 /* Format a JSON string literal (with quotes) of s into dst; returns bytes
  * written, at most dst_cap (truncating on a character boundary). */
 size_t json_escape(char *dst, size_t dst_cap, const char *s, size_t len);
