@@ -168,6 +168,7 @@ void vie_app_free(vie_app *app)
     app_run_hooks(app, VIE_EV_APP_FREE, NULL);
     free(app->hooks);
     free(app->msources);
+    free(app->checks);
     router_free(app->router);
     shm_destroy(app->shm);
     free(app->listen);
@@ -215,6 +216,21 @@ void *app_shared_state(vie_app *app, const char *name, size_t size, bool *fresh)
     void *p = shm_named(app->state_scope, name, size, fresh);
     if (!p) LOG_ERROR("no shared memory left for the state of %s (%zu bytes)", name, size);
     return p;
+}
+
+int app_add_freeze_check(vie_app *app, int (*fn)(vie_app *app, void *arg), void *arg)
+{
+    if (!app || !fn) return VIE_EINVAL;
+    if (app->frozen) return app_refuse_frozen(app, "app_add_freeze_check", "check");
+    if (app->n_checks == app->cap_checks) {
+        size_t cap = app->cap_checks ? app->cap_checks * 2 : 8;
+        freeze_check *v = realloc(app->checks, cap * sizeof *v);
+        if (!v) return VIE_ENOMEM;
+        app->checks = v;
+        app->cap_checks = cap;
+    }
+    app->checks[app->n_checks++] = (freeze_check){fn, arg};
+    return VIE_OK;
 }
 
 int vie_app_on_reload(vie_app *app, vie_app *(*fn)(void *arg), void *arg)
@@ -481,6 +497,14 @@ int vie_app_freeze(vie_app *app)
         if (!fb->method || !fb->pattern || !fb->label) return VIE_ENOMEM;
     }
     int rc = pipeline_build(app);
+    int problems = 0;
+    for (size_t i = 0; rc == VIE_OK && i < app->n_checks; i++)
+        problems += app->checks[i].fn(app, app->checks[i].arg);
+    if (problems) {
+        LOG_ERROR("%d problem%s in the layers' settings: the app refuses to start", problems,
+                  problems > 1 ? "s" : "");
+        rc = VIE_ECONFIG;
+    }
     if (rc != VIE_OK) {
         app->freeze_failed = true;
         pipeline_free(app);

@@ -125,6 +125,12 @@ typedef struct app_hook {
     void *arg;
 } app_hook;
 
+/* A built-in's check of what exists only at freeze (routes). */
+typedef struct freeze_check {
+    int (*fn)(vie_app *app, void *arg);
+    void *arg;
+} freeze_check;
+
 /* More series for /metrics, from a built-in (metrics_add_source). */
 typedef struct metrics_source {
     void (*fn)(struct vie_buf *b, void *arg);
@@ -162,6 +168,8 @@ struct vie_app {
     size_t n_hooks, cap_hooks;
     metrics_source *msources;
     size_t n_msources, cap_msources;
+    freeze_check *checks; /* app_add_freeze_check */
+    size_t n_checks, cap_checks;
     bool layer_histograms;            /* time every layer into layer_counters.buckets */
     vie_app *(*reload_fn)(void *arg); /* SIGHUP under a supervisor: the next app */
     unsigned long state_scope;        /* app_shared_state: the same across reloads */
@@ -173,6 +181,12 @@ struct vie_app {
  * app's scope (vie_app_inherit) gives the same memory. *fresh: new and
  * zeroed. NULL when out of shared memory (logged). */
 void *app_shared_state(vie_app *app, const char *name, size_t size, bool *fresh);
+
+/* At freeze, after the pipeline validated, fn(app, arg) checks what only
+ * exists then (a built-in naming routes by label): it logs each problem,
+ * naming the layer, and returns how many. Any problem fails the freeze
+ * (VIE_ECONFIG): a typo in a route name must not pass. */
+int app_add_freeze_check(vie_app *app, int (*fn)(vie_app *app, void *arg), void *arg);
 
 /* Run the hooks registered for ev (WORKER_STOP: in reverse). */
 void app_run_hooks(vie_app *app, vie_app_event ev, void *loop);
