@@ -240,9 +240,9 @@ static void place(builder *b, instance *in, vie_group *g, const char *where, con
     if (in->p.errors) return; /* its common keys were wrong: reported already */
     vie_layer_opts lo = in->lo;
     lo.group = g;
-    int before = in->p.errors;
+    size_t before = b->cx->errs.n; /* nested readers count their own errors */
     int rc = in->type->from_yaml(b->app, &lo, &in->p);
-    if (rc != VIE_OK && in->p.errors == before)
+    if (rc != VIE_OK && b->cx->errs.n == before)
         cfg_error(&in->p, NULL, "refused: %s (the log line above says why)", vie_strerror(rc));
 }
 

@@ -47,5 +47,16 @@ int mw_security_headers_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_pa
 int mw_validate_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p);
 int mw_rate_limit_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p);
 int mw_fault_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p);
+int mw_circuit_breaker_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p);
+int mw_slo_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p);
+
+/* Tighten the rate_limit layer called layer_name: its rate is multiplied
+ * by factor (0 < factor <= 1; 1 restores the configured rate), for every
+ * worker at once (kept in the limiter's shared state) and from the next
+ * decision on; burst is unchanged. Idempotent and cheap (the slo built-in
+ * calls it on every start and stop of its actions and again when a
+ * worker starts). VIE_OK, or VIE_EINVAL (logged) when no rate_limit layer
+ * has that name or factor is out of range. Implemented in rate_limit.c. */
+int mw_rate_limit_set_factor(vie_app *app, const char *layer_name, double factor);
 
 #endif
