@@ -142,7 +142,8 @@ start_server() {
   shift 2
   case $name in
     # One process, as nginx runs one worker here.
-    vie) taskset -c "$SERVER_CPU" "$VIE" serve --workers 0 --listen "127.0.0.1:$port" "$@" >"$log" 2>&1 & ;;
+    vie) taskset -c "$SERVER_CPU" "$VIE" serve -c "$HERE/hello.yaml" --workers 0 \
+           --listen "127.0.0.1:$port" "$@" >"$log" 2>&1 & ;;
     nginx)
       local conf
       conf=$(nginx_conf "$port")
