@@ -355,9 +355,33 @@ VIE_API int vie_use_validate(vie_app *app, const vie_layer_opts *lo, const vie_v
  * auth or auth.*), so a pipeline without it is refused at start; a
  * request that reaches it without a principal shares one bucket (logged
  * once per worker).
+ *
+ * Backends. local: the table above, shared by the workers of one server.
+ * redis: one limit for every server using the same Redis. The same GCRA
+ * steps run atomically in a Lua script (EVALSHA), in microseconds, on
+ * the key prefix + "ip:<address>", "header:<value>", "principal:<key>",
+ * "route:<label>" or "-" (absent; a value over 200 bytes is replaced by
+ * "#" and a hash of it); the key expires a second after its bucket is
+ * full again. Each worker keeps one hiredis connection to each Redis
+ * (limiters with the same address, password and db share it), made when
+ * the worker starts (never by vie check; an unreachable Redis at start
+ * is not an error) and made again with back-off (100 ms doubling to 2 s)
+ * when it drops or answers nothing for max(1 s, 10 x timeout). The
+ * request waits for the decision on the loop (the layer's own async
+ * limit is timeout + 1 s). A backend error (timeout, connection, or an
+ * error reply) is decided by on_backend_error: allow lets the request
+ * through without RateLimit fields; deny answers 503 problem+json with
+ * Retry-After: 1 (in shadow mode both pass). Such requests are counted
+ * in vie_ratelimit_backend_errors_total{limiter, kind="timeout|
+ * connection|reply"}, not in decisions_total, and logged once per
+ * incident per worker: a WARN line at the first error, an INFO line at
+ * the first answer after a second without errors. rate is at most
+ * 1000000 per second with redis (one request per microsecond).
+ *
  * YAML: rate (a number per second, or "100/s", "6000/m", "10/h"; required),
- * burst, key (ip|header|principal|route), header, max_keys, enforce,
- * backend (only "local" for now).
+ * burst, key (ip|header|principal|route), header, max_keys (local),
+ * enforce, backend (local|redis), redis: {address, prefix, timeout,
+ * password, db}, clock (redis|local), on_backend_error (allow|deny).
  */
 
 typedef enum vie_rate_key {
@@ -366,6 +390,25 @@ typedef enum vie_rate_key {
     VIE_RATE_KEY_PRINCIPAL, /* the vie_principal key (requires auth) */
     VIE_RATE_KEY_ROUTE,     /* one bucket per route */
 } vie_rate_key;
+
+typedef enum vie_rate_backend {
+    VIE_RATE_BACKEND_LOCAL = 0, /* shared memory: the workers of one server */
+    VIE_RATE_BACKEND_REDIS,     /* a Redis server: every server using it */
+} vie_rate_backend;
+
+typedef struct vie_rate_redis_opts {
+    /* "host:port" (an IPv4 address, a host name resolved off the loop,
+     * or "[IPv6]:port") or "unix:/path"; NULL: "127.0.0.1:6379". */
+    const char *address;
+    const char *prefix;   /* of every key, at most 128 bytes; NULL: "vie:rl:<layer name>:" */
+    uint32_t timeout_ms;  /* per decision, at most 10000; 0: 20 */
+    const char *password; /* AUTH at connect (at most 512 bytes); NULL: none */
+    uint32_t db;          /* SELECT at connect when not 0; at most 65535 */
+    /* false (clock: redis, the default): the script reads Redis TIME, one
+     * clock for every server. true (clock: local): the server passes its
+     * own time (clock_ns, else CLOCK_REALTIME). */
+    bool local_clock;
+} vie_rate_redis_opts;
 
 typedef struct vie_rate_limit_opts {
     double rate;        /* requests per second, sustained; required: (0, 1e9] */
@@ -381,7 +424,14 @@ typedef struct vie_rate_limit_opts {
      * refused (shadow_limited; a log line at most once a second per
      * worker), but let everything through, without RateLimit headers. */
     bool enforce;
-    uint64_t (*clock_ns)(void); /* NULL: the monotonic clock; tests drive their own */
+    /* NULL: the monotonic clock (and CLOCK_REALTIME for the Redis
+     * backend's clock: local); tests drive their own. */
+    uint64_t (*clock_ns)(void);
+    vie_rate_backend backend; /* default VIE_RATE_BACKEND_LOCAL */
+    vie_rate_redis_opts redis; /* backend redis only */
+    /* Backend redis: a backend error lets the request through (false,
+     * the default: availability first) or refuses it with 503 (true). */
+    bool deny_on_backend_error;
 } vie_rate_limit_opts;
 
 VIE_API void vie_rate_limit_opts_init(vie_rate_limit_opts *o);
@@ -535,10 +585,9 @@ VIE_API vie_status vie_send_file(vie_ctx *c, int status, const char *content_typ
  * vie_slo_degraded_total{slo,route}, vie_slo_problems{slo}.
  *
  * Route names (objectives, degrade) and rate_limit names (tighten) are
- * resolved when a worker starts (and at vie_test_begin): one that names
- * no route, a route this layer does not cover, or no rate_limit layer is
- * logged as an error, shown in /debug/slo "problems" and counted in
- * vie_slo_problems; the rest of the layer works.
+ * resolved at freeze: one that names no route, a route this layer does
+ * not cover, or no layer is logged as an error naming it (with a "did you
+ * mean"), and the app refuses to start (VIE_ECONFIG; `vie check` exits 3).
  *
  * YAML: objectives (a list of {name, route, availability, latency:
  * {percentile, threshold}}), alerts (a list of {name, long, short,
