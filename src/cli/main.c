@@ -150,7 +150,29 @@ static const struct option serve_opts[] = {
 typedef struct config_args {
     const char *file; /* NULL: the embedded default */
     const char *env;  /* --env, else $VIE_ENV, else NULL */
+    bool env_flag;    /* env came from --env, not from the environment */
+    int log_level;    /* from the config then --log-level; -1: not set */
 } config_args;
+
+/* Is a ("--conf", "--config=x.yaml") the long option name, spelled out or
+ * abbreviated as getopt allows (a prefix no other option shares)? Sets
+ * *value to what follows '=' (NULL when none). */
+static bool long_is(const char *a, const char *name, const char **value)
+{
+    static const char *const others[] = {"format", "help", NULL};
+    if (strncmp(a, "--", 2) != 0 || !a[2]) return false;
+    const char *s = a + 2, *eq = strchr(s, '=');
+    size_t n = eq ? (size_t)(eq - s) : strlen(s);
+    if (!n || strncmp(name, s, n) != 0) return false;
+    int matches = 0;
+    for (const struct option *o = serve_opts; o->name; o++)
+        matches += !strncmp(o->name, s, n);
+    for (const char *const *o = others; *o; o++)
+        matches += !strncmp(*o, s, n);
+    if (matches != 1 && strlen(name) != n) return false; /* ambiguous: getopt refuses it */
+    *value = eq ? eq + 1 : NULL;
+    return true;
+}
 
 /* -c/--config and -e/--env from anywhere in argv, before the options of
  * the command are parsed (the config's server section is the base the
@@ -160,26 +182,37 @@ static int scan_config_args(int argc, char **argv, config_args *ca)
     ca->file = NULL;
     ca->env = getenv("VIE_ENV");
     if (ca->env && !*ca->env) ca->env = NULL;
+    ca->env_flag = false;
+    ca->log_level = -1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], *value = NULL;
         const char **dst = NULL;
-        if (!strcmp(a, "-c") || !strcmp(a, "--config"))
+        if (!strcmp(a, "--")) break;
+        if (a[0] == '-' && (a[1] == 'c' || a[1] == 'e')) { /* -c FILE, -cFILE */
+            dst = a[1] == 'c' ? &ca->file : &ca->env;
+            value = a[2] ? a + 2 : NULL;
+        } else if (long_is(a, "config", &value)) {
             dst = &ca->file;
-        else if (!strcmp(a, "-e") || !strcmp(a, "--env"))
+        } else if (long_is(a, "env", &value)) {
             dst = &ca->env;
-        else if (!strncmp(a, "--config=", 9))
-            ca->file = a + 9;
-        else if (!strncmp(a, "--env=", 6))
-            ca->env = a + 6;
-        else if (!strcmp(a, "--"))
-            break;
-        if (!dst) continue;
-        if (i + 1 >= argc) {
-            bad_usage("option %s needs a value", a);
-            return -1;
+        } else {
+            continue;
         }
-        *dst = argv[++i];
+        if (dst == &ca->env) ca->env_flag = true;
+        if (!value) {
+            if (i + 1 >= argc) {
+                bad_usage("option %s needs a value", a);
+                return -1;
+            }
+            value = argv[++i];
+        }
+        *dst = value;
     }
+    if (ca->env_flag && !ca->file) {
+        bad_usage("%s", "--env needs a config (-c FILE) whose overlay it selects");
+        return -1;
+    }
+    if (!ca->file) ca->env = NULL; /* $VIE_ENV has nothing to select in the default */
     return 0;
 }
 
@@ -199,21 +232,30 @@ static int by_position(const void *a, const void *b)
     return a1 != b1 ? (a1 < b1 ? -1 : 1) : a2 != b2 ? (a2 < b2 ? -1 : 1) : 0;
 }
 
+/* Stable: equal positions keep the order they were found in. */
+typedef struct error_ref {
+    const char *line;
+    size_t index;
+} error_ref;
+
+static int by_position_stable(const void *a, const void *b)
+{
+    const error_ref *x = a, *y = b;
+    int c = by_position(&x->line, &y->line);
+    return c ? c : x->index < y->index ? -1 : 1;
+}
+
 static void print_config_errors(cfg_ctx *cx, const char *file)
 {
-    /* In file order (the readers find them in schema order), stable. */
+    /* In file order (the readers find them in schema order). */
     size_t n = cx->errs.n;
-    char **sorted = malloc((n ? n : 1) * sizeof *sorted);
+    error_ref *sorted = n ? malloc(n * sizeof *sorted) : NULL;
     if (sorted) {
-        memcpy(sorted, cx->errs.lines, n * sizeof *sorted);
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && by_position(&sorted[j - 1], &sorted[j]) > 0; j--) {
-                char *t = sorted[j];
-                sorted[j] = sorted[j - 1];
-                sorted[j - 1] = t;
-            }
         for (size_t i = 0; i < n; i++)
-            fprintf(stderr, "%s\n", sorted[i]);
+            sorted[i] = (error_ref){cx->errs.lines[i], i};
+        qsort(sorted, n, sizeof *sorted, by_position_stable);
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, "%s\n", sorted[i].line);
         free(sorted);
     } else {
         cfg_print_errors(cx, stderr);
@@ -224,11 +266,11 @@ static void print_config_errors(cfg_ctx *cx, const char *file)
 
 /* Load the config (or the embedded default) and read its server section
  * into o. EXIT_OK or EXIT_CONFIG (errors printed). */
-static int load_config(const config_args *ca, cfg_ctx *cx, vie_options *o)
+static int load_config(config_args *ca, cfg_ctx *cx, vie_options *o)
 {
     int rc = ca->file ? cfg_load(cx, ca->file, ca->env, ca->env != NULL)
                       : cfg_load_text(cx, "<default config>", default_config_yaml);
-    if (rc == 0) config_read_server(cx, o);
+    if (rc == 0) config_read_server(cx, o, &ca->log_level);
     if (rc != 0 || cx->errs.n) {
         print_config_errors(cx, ca->file);
         return EXIT_CONFIG;
@@ -250,7 +292,13 @@ static vie_app *build_app(const config_args *ca, cfg_ctx *cx, const vie_options 
     }
     if (previous) vie_app_inherit(app, previous);
     int errors = config_build(cx, app, res);
-    if (errors == 0 && default_app_register(app, !ca->file, chaos) != VIE_OK) errors = 1;
+    if (errors == 0 && default_app_register(app, !ca->file, chaos) != VIE_OK) {
+        cfg_error_at(cx, NULL,
+                     "the built-in routes%s conflict with the config's (the log line above "
+                     "names them)",
+                     chaos ? " of --chaos" : "");
+        errors = 1;
+    }
     if (errors) {
         print_config_errors(cx, ca->file);
     } else if (vie_app_freeze(app) != VIE_OK) {
@@ -268,7 +316,8 @@ static vie_app *build_app(const config_args *ca, cfg_ctx *cx, const vie_options 
 
 /* The options of serve, over o (from the config). -1 when they are
  * good, else the exit status (after printing why). */
-static int parse_serve_flags(int argc, char **argv, vie_options *op, bool *chaos_out)
+static int parse_serve_flags(int argc, char **argv, vie_options *op, bool *chaos_out,
+                             int *log_level)
 {
     const struct option *opts = serve_opts;
     vie_options o = *op;
@@ -333,7 +382,7 @@ static int parse_serve_flags(int argc, char **argv, vie_options *op, bool *chaos
             if (level < 0)
                 return bad_usage("--log-level expects debug, info, warn or error, got \"%s\"",
                                  optarg);
-            vie_log_set_level((vie_log_level)level);
+            *log_level = level; /* applied with the config it belongs to */
             break;
         }
         case 'w':
@@ -416,7 +465,7 @@ static vie_app *reload_app(void *arg)
     bool chaos = false;
     vie_app *app = NULL;
     if (load_config(&ca, &oc->cx, &o) == EXIT_OK &&
-        parse_serve_flags(r->argc, r->argv, &o, &chaos) == -1)
+        parse_serve_flags(r->argc, r->argv, &o, &chaos, &ca.log_level) == -1)
         app = build_app(&ca, &oc->cx, &o, &oc->res, chaos, r->current);
     if (!app || vie_app_hook_add(app, VIE_EV_APP_FREE, free_owned_config, oc) != VIE_OK) {
         if (app) vie_app_free(app);
@@ -426,6 +475,8 @@ static vie_app *reload_app(void *arg)
         return NULL;
     }
     r->current = app; /* frozen already: the supervisor will take it */
+    /* Accepted: now its log level applies (the default when it has none). */
+    vie_log_set_level(ca.log_level >= 0 ? (vie_log_level)ca.log_level : VIE_LOG_INFO);
     return app;
 }
 
@@ -438,11 +489,12 @@ static int cmd_serve(int argc, char **argv)
     cfg_ctx cx;
     int rc = load_config(&ca, &cx, &o);
     bool chaos = false;
-    if (rc == EXIT_OK) rc = parse_serve_flags(argc, argv, &o, &chaos);
+    if (rc == EXIT_OK) rc = parse_serve_flags(argc, argv, &o, &chaos, &ca.log_level);
     if (rc != -1) {
         cfg_free(&cx);
         return rc;
     }
+    if (ca.log_level >= 0) vie_log_set_level((vie_log_level)ca.log_level);
     config_resources res = {0};
     vie_app *app = build_app(&ca, &cx, &o, &res, chaos, NULL);
     if (!app) {
@@ -517,6 +569,7 @@ static int cmd_describe(int argc, char **argv, bool drawing)
         cfg_free(&cx);
         return rc;
     }
+    if (ca.log_level >= 0) vie_log_set_level((vie_log_level)ca.log_level);
     config_resources res = {0};
     vie_app *app = build_app(&ca, &cx, &o, &res, false, NULL);
     if (!app) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "mw/mw.h"
+#include "server/server.h"
 
 #define MS_DAY (24u * 3600u * 1000u)
 
@@ -50,12 +51,16 @@ static int read_timeouts(cfg_params *srv, vie_options *o)
     return cfg_params_finish(&p);
 }
 
-int config_read_server(cfg_ctx *cx, vie_options *o)
+int config_read_server(cfg_ctx *cx, vie_options *o, int *log_level)
 {
     if (!cx->root) return 1;
     cfg_params p;
     cfg_params_init(&p, cx, cfg_member(cx->root, "server"), "server");
-    cfg_get_str(&p, "listen", &o->listen, o->listen);
+    struct sockaddr_storage ss;
+    if (cfg_get_str(&p, "listen", &o->listen, o->listen) && server_parse_listen(o->listen, &ss))
+        cfg_error(&p, "listen",
+                  "expected HOST:PORT (127.0.0.1:8080, [::1]:8080, port 0 to 65535), got \"%s\"",
+                  o->listen);
     const cfg_node *w = cfg_get_node(&p, "workers");
     if (w && w->kind == CFG_SCALAR && !strcmp(w->text, "auto")) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -70,9 +75,10 @@ int config_read_server(cfg_ctx *cx, vie_options *o)
     cfg_get_bool(&p, "debug", &o->debug, o->debug);
     cfg_get_bool(&p, "debug_endpoints", &o->debug_endpoints, o->debug_endpoints || o->debug);
     cfg_get_int(&p, "backlog", &o->backlog, 1, 65535, o->backlog);
+    /* Applied by the caller once the whole config is accepted: a config
+     * refused on reload must not change the running server's logging. */
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
-    int level = -1;
-    if (cfg_get_enum(&p, "log_level", &level, levels, -1)) vie_log_set_level((vie_log_level)level);
+    cfg_get_enum(&p, "log_level", log_level, levels, *log_level);
     int errors = read_limits(&p, o) + read_timeouts(&p, o);
     return errors + cfg_params_finish(&p);
 }
@@ -397,7 +403,9 @@ static respond *read_respond(builder *b, cfg_params *route, const char *label)
     respond *r = cfg_alloc(cx, sizeof *r);
     if (!r) return NULL;
     memset(r, 0, sizeof *r);
-    cfg_get_int(&p, "status", &r->status, 100, 599, 200);
+    /* Not 1xx: an interim answer as the final one would put every later
+     * answer on the connection out of step. */
+    cfg_get_int(&p, "status", &r->status, 200, 599, 200);
     cfg_get_str(&p, "body", &r->body, "");
     r->len = strlen(r->body);
     cfg_get_str(&p, "content_type", &r->content_type, r->len ? "text/plain; charset=utf-8" : NULL);
@@ -433,8 +441,8 @@ static respond *read_respond(builder *b, cfg_params *route, const char *label)
         }
     }
     if (cfg_params_finish(&p)) return NULL;
-    if ((r->status < 200 || r->status == 204 || r->status == 304) && r->len) {
-        cfg_error(route, "respond", "a %d response has no body; remove body", r->status);
+    if ((r->status == 204 || r->status == 304) && r->len) {
+        cfg_error(&p, "body", "a %d response has no body; remove body", r->status);
         return NULL;
     }
     return r;
@@ -509,6 +517,10 @@ static void read_route(builder *b, const cfg_node *item)
     bool has_methods = cfg_get_strv(&p, "methods", &methods);
     static const char *const get_only[] = {"GET", NULL};
     if (has_method && has_methods) cfg_error(&p, "methods", "give method or methods, not both");
+    if (has_methods && !methods[0]) {
+        cfg_error(&p, "methods", "expected at least one method");
+        methods = NULL;
+    }
     if (!has_methods) {
         const char **one = cfg_alloc(cx, 2 * sizeof *one);
         if (one && has_method) {
@@ -566,7 +578,7 @@ static void read_route(builder *b, const cfg_node *item)
         place_list(b, mw, g, p.what);
     }
     ro.group = g;
-    for (const char *const *m = methods; *m; m++) {
+    for (const char *const *m = methods; m && *m; m++) {
         int rc = vie_route_with(b->app, *m, path, fn, arg, &ro);
         if (rc != VIE_OK)
             cfg_error(&p, "path", "%s %s refused: %s (the log line above says why)", *m, path,
@@ -578,7 +590,14 @@ static int read_routes(builder *b)
 {
     cfg_ctx *cx = b->cx;
     const cfg_node *seq = cfg_member(cx->root, "routes");
-    if (!seq || seq->kind == CFG_NULL) return 0;
+    if (!seq || seq->kind == CFG_NULL || (seq->kind == CFG_SEQ && !seq->first)) {
+        /* An empty file would answer 404 to everything: most likely one
+         * caught half-written, which a reload must not swap in. */
+        cfg_error_at(cx, seq ? &seq->mark : &cx->root->mark,
+                     "no routes: a config declares at least one (routes: [{path: /, respond: "
+                     "{body: hi}}])");
+        return 1;
+    }
     if (seq->kind != CFG_SEQ) {
         cfg_error_at(cx, &seq->mark, "routes: expected a list of routes, got %s",
                      cfg_kind_name(seq));

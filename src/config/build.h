@@ -16,9 +16,11 @@ typedef struct config_resources {
     size_t n_statics, cap_statics;
 } config_resources;
 
-/* Read the server section into o, over the values o already has.
- * Returns the number of errors recorded. */
-int config_read_server(cfg_ctx *cx, vie_options *o);
+/* Read the server section into o, over the values o already has, and
+ * its log_level into *log_level (a vie_log_level; unchanged when absent)
+ * for the caller to apply once the config is accepted. Returns the
+ * number of errors recorded. */
+int config_read_server(cfg_ctx *cx, vie_options *o, int *log_level);
 
 /* Register the middleware, groups and routes of the config on app (which
  * must have been made from the options config_read_server gave).

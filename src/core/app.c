@@ -33,6 +33,7 @@ void vie_options_init(vie_options *o)
     o->request_timeout_ms = 60000;
     o->async_timeout_ms = 30000;
     o->watchdog_ms = 10000;
+    o->restart_backoff_max_ms = 30000;
 }
 
 /* Zero means "default" for every option that has no meaningful zero. */
@@ -54,6 +55,7 @@ static void options_fill_defaults(vie_options *o)
     if (!o->drain_timeout_ms) o->drain_timeout_ms = d.drain_timeout_ms;
     if (!o->async_timeout_ms) o->async_timeout_ms = d.async_timeout_ms;
     if (!o->watchdog_ms) o->watchdog_ms = d.watchdog_ms;
+    if (!o->restart_backoff_max_ms) o->restart_backoff_max_ms = d.restart_backoff_max_ms;
     /* The request line is part of the head: a larger limit could never bite. */
     if (o->max_request_line > o->max_header_bytes) o->max_request_line = o->max_header_bytes;
 }

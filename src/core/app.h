@@ -28,9 +28,13 @@ typedef struct layer_counters {
     _Atomic uint64_t crashes;         /* crash signals in its hooks */
     /* Time in the layer (before hook, parked, after hook), when the
      * metrics built-in turned the histograms on. */
-    _Atomic uint64_t buckets[METRIC_BUCKETS + 1]; /* the last is +Inf */
-    _Atomic uint64_t duration_us;
+    _Atomic uint64_t buckets[METRIC_BUCKETS + 1]; /* layer_bucket_bounds; the last is +Inf */
+    _Atomic uint64_t duration_ns;
 } layer_counters;
+
+/* Upper bounds (seconds) of the per-layer histogram: a layer takes
+ * microseconds, a request milliseconds. */
+extern const double layer_bucket_bounds[METRIC_BUCKETS];
 
 /* A route's counters (and those of the requests no route matched). */
 typedef struct route_counters {
@@ -162,7 +166,7 @@ struct vie_app {
     _Atomic uint64_t *key_conflicts; /* in shm, per key slot */
     const struct layer **key_owners; /* per key slot, resolved at freeze */
     route_counters *unmatched;       /* in shm, per http_method id: requests no route took */
-    struct route_entry *fallback; /* the app-wide layers alone: 404 and 405 run through them */
+    struct route_entry *fallback;    /* the app-wide layers alone: 404 and 405 run through them */
     struct inflight_slot *inflight;  /* in shm: every worker\'s requests in flight */
     app_hook *hooks;                 /* vie_app_hook_add, in registration order */
     size_t n_hooks, cap_hooks;

@@ -53,8 +53,15 @@ void dispatch_request(vie_ctx *c)
         const char *allow = c->match.allow;
         size_t al = strlen(allow);
         char *with = arena_alloc(&c->arena, al + sizeof ", OPTIONS");
-        rr = router_find(c->app->router, allow, strcspn(allow, ", "), c->path.ptr, c->path.len,
-                         &c->match);
+        /* A CORS preflight meets the pipeline of the method it asks about. */
+        vie_str want = vie_header(c, "Access-Control-Request-Method");
+        rr = ROUTER_NOT_FOUND;
+        if (want.ptr && want.len)
+            rr = router_find(c->app->router, want.ptr, want.len, c->path.ptr, c->path.len,
+                             &c->match);
+        if (rr != ROUTER_FOUND)
+            rr = router_find(c->app->router, allow, strcspn(allow, ", "), c->path.ptr, c->path.len,
+                             &c->match);
         if (rr == ROUTER_FOUND && with) {
             memcpy(with, allow, al);
             memcpy(with + al, ", OPTIONS", sizeof ", OPTIONS");

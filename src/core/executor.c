@@ -496,10 +496,10 @@ static void time_layers(vie_ctx *c)
         layer_counters *n = ch->layers[i]->n;
         double s = (double)ns / 1e9;
         int b = 0;
-        while (b < METRIC_BUCKETS && s > metric_bucket_bounds[b])
+        while (b < METRIC_BUCKETS && s > layer_bucket_bounds[b])
             b++;
         n->buckets[b]++;
-        n->duration_us += ns / 1000;
+        n->duration_ns += ns;
     }
 }
 

@@ -14,6 +14,9 @@
 
 const double metric_bucket_bounds[METRIC_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+const double layer_bucket_bounds[METRIC_BUCKETS] = {0.000001, 0.000005, 0.00001, 0.000025, 0.00005,
+                                                    0.0001,   0.00025,  0.0005,  0.001,    0.0025,
+                                                    0.005,    0.01,     0.1,     1};
 
 static const char *const method_names[] = {"OTHER",  "GET",   "HEAD",    "POST",  "PUT",
                                            "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"};
@@ -52,7 +55,7 @@ void metrics_request_done(vie_ctx *c)
     int status = c->res.status;
     if (status < 100 || status > 599) return; /* nothing was answered */
     route_counters *n =
-        c->route && c->route != app->fallback
+        c->route && c->route != app->fallback && !c->auto_status
             ? c->route->n
             : &app->unmatched[c->req.method_id <= HTTP_M_CONNECT ? c->req.method_id : HTTP_M_OTHER];
     n->by_status[status - 100]++;
@@ -161,14 +164,14 @@ static void layer_histograms(vie_buf *b, vie_app *app)
             buf_printf(b, "vie_layer_duration_seconds_bucket{layer=\"");
             metrics_label(b, l->mw.name);
             if (k < METRIC_BUCKETS)
-                buf_printf(b, "\",le=\"%g\"} %llu\n", metric_bucket_bounds[k],
+                buf_printf(b, "\",le=\"%g\"} %llu\n", layer_bucket_bounds[k],
                            (unsigned long long)cum);
             else
                 buf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         }
         buf_printf(b, "vie_layer_duration_seconds_sum{layer=\"");
         metrics_label(b, l->mw.name);
-        buf_printf(b, "\"} %.6f\n", (double)l->n->duration_us / 1e6);
+        buf_printf(b, "\"} %.9f\n", (double)l->n->duration_ns / 1e9);
         buf_printf(b, "vie_layer_duration_seconds_count{layer=\"");
         metrics_label(b, l->mw.name);
         buf_printf(b, "\"} %llu\n", (unsigned long long)cum);

@@ -277,8 +277,10 @@ static int build_chain(vie_app *app, route_entry *r)
         goto out;
     }
 
-    /* A layer's requirements must be in every chain it is in. */
-    for (uint32_t i = 0; i < n; i++) {
+    /* A layer's requirements must be in every route's chain it is in; the
+     * chain of 404 and 405 answers is no route's (it answers, nothing
+     * there needs protecting). */
+    for (uint32_t i = 0; i < n && r != app->fallback; i++) {
         for (const char *const *p = s.cand[i]->mw.requires; p && *p; p++) {
             bool here = false;
             for (uint32_t j = 0; j < n && !here; j++)

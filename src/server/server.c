@@ -52,7 +52,7 @@ static void buf_pool_destroy(buf_pool *p)
 /* Listening                                                           */
 
 /* "HOST:PORT" or "[V6]:PORT" into a sockaddr. */
-static int parse_listen(const char *spec, struct sockaddr_storage *ss)
+int server_parse_listen(const char *spec, struct sockaddr_storage *ss)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');
@@ -224,6 +224,14 @@ static void on_sigusr1(uv_signal_t *h, int signum)
     app_run_hooks(s->app, VIE_EV_REOPEN, &s->loop);
 }
 
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    LOG_WARN("SIGHUP ignored: reloading the config needs a supervisor (workers >= 1); "
+             "restart this process instead");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     LOG_INFO("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -292,6 +300,14 @@ static int server_init(server *s, vie_app *app)
         uv_signal_init(&s->loop, &s->sigusr1);
         s->sigusr1.data = s;
         uv_signal_start(&s->sigusr1, on_sigusr1, SIGUSR1);
+        /* One process alone (workers: 0): SIGHUP must not kill it. A
+         * worker ignores SIGHUP already (its supervisor reloads). */
+        struct sigaction old;
+        if (sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+            uv_signal_init(&s->loop, &s->sighup);
+            s->sighup.data = s;
+            uv_signal_start(&s->sighup, on_sighup, SIGHUP);
+        }
         /* A worker starts with these blocked (supervisor.c): let them in. */
         sigset_t set;
         sigemptyset(&set);
@@ -325,7 +341,7 @@ static int log_bound(uv_os_fd_t fd)
 int server_listen_socket(const vie_options *o, int *fd_out)
 {
     struct sockaddr_storage ss;
-    if (parse_listen(o->listen, &ss) != 0) {
+    if (server_parse_listen(o->listen, &ss) != 0) {
         LOG_ERROR("cannot listen on \"%s\": expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
                   o->listen);
         return VIE_EINVAL;

@@ -48,7 +48,7 @@ typedef struct server {
     uv_timer_t tick;
     uv_timer_t drain;
     uv_async_t wakeup;
-    uv_signal_t sigint, sigterm, sigusr1;
+    uv_signal_t sigint, sigterm, sigusr1, sighup;
     ctx_pool ctxs;
     buf_pool rbufs; /* connection read buffers */
     buf_pool obufs; /* connection output buffers */
@@ -72,6 +72,8 @@ static inline uint64_t server_now(server *s)
 /* Bind and listen on o->listen (logs the address); the socket is
  * non-blocking and close-on-exec. */
 int server_listen_socket(const vie_options *o, int *fd_out);
+/* "HOST:PORT" or "[IPv6]:PORT" into ss; 0, or -1 when malformed. */
+int server_parse_listen(const char *spec, struct sockaddr_storage *ss);
 
 /* Serve app (frozen) on this process's loop until stopped, on listen_fd
  * (inherited from the supervisor) or, when it is -1, on a socket of its

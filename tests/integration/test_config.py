@@ -107,6 +107,15 @@ BROKEN = [
     ("unknown route key",
      "routes:\n  - path: /x\n    respnd: {body: x}\n", {}, (3, 5), ['unknown key "respnd"', 'did you mean "respond"']),
     ("top level not a map", "- a\n- b\n", {}, (1, 1), ["map"]),
+    ("listen malformed", "server:\n  listen: not an address\n", {}, (2, 11), ["listen", "HOST:PORT"]),
+    ("listen port out of range", "server:\n  listen: 127.0.0.1:99999\n", {}, (2, 11), ["HOST:PORT"]),
+    ("interim status as a final answer", "routes:\n  - path: /x\n    respond: {status: 100}\n", {},
+     (3, 23), ["status", "200 to 599"]),
+    ("empty methods", "routes:\n  - {methods: [], path: /x, respond: {body: x}}\n", {}, (2, 15),
+     ["at least one method"]),
+    ("no routes at all", "server:\n  workers: 0\n", {}, (1, 1), ["no routes"]),
+    ("body on a 204", "routes:\n  - path: /x\n    respond: {status: 204, body: x}\n", {}, (3, 34),
+     ["204", "no body"]),
 ]
 
 
@@ -169,6 +178,18 @@ class ConfigTest(unittest.TestCase):
         r = run_vie(["check", "-c", path])
         self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
         self.assertRegex(r.stderr, re.escape(path) + r":3:\d+: .*GET /x refused")
+
+    def test_config_option_spellings(self):
+        # -cFILE and an abbreviated --conf are what getopt accepts: they
+        # must not fall back to the embedded default.
+        path = self.write("vie.yaml", GOOD)
+        for args in (["-c" + path], ["--conf", path], ["--config=" + path]):
+            r = run_vie(["pipeline"] + args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("GET /api/things/:id", r.stdout, args)
+        r = run_vie(["pipeline", "--env", "prod"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--env needs a config", r.stderr)
 
     def test_missing_file(self):
         r = run_vie(["check", "-c", os.path.join(self.dir, "nope.yaml")])
@@ -267,6 +288,13 @@ class ConfigTest(unittest.TestCase):
         r = run_vie(["serve", "-c", path])
         self.assertEqual(r.returncode, EXIT_CONFIG)
         self.assertRegex(r.stderr, re.escape(path) + r":2:\d+: ")
+
+    def test_sighup_without_a_supervisor_is_ignored(self):
+        path = self.write("vie.yaml", GOOD)
+        s = start_server(self, "-c", path)  # --workers 0: one process
+        s.signal(signal.SIGHUP)
+        s.wait_log(r"SIGHUP ignored: reloading the config needs a supervisor", scaled(5))
+        self.assertEqual(get(s.port, "/hello").status, 200)
 
     def test_flags_win_over_the_config(self):
         path = self.write("vie.yaml", GOOD.replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1"))

@@ -98,7 +98,8 @@ static void metrics_histograms_time_each_layer(void **state)
         strstr(r->body, "vie_layer_duration_seconds_bucket{layer=\"slow\",le=\"0.005\"} 2\n"));
     assert_non_null(
         strstr(r->body, "vie_layer_duration_seconds_bucket{layer=\"slow\",le=\"+Inf\"} 2\n"));
-    assert_non_null(strstr(r->body, "vie_layer_duration_seconds_sum{layer=\"slow\"} 0.006000\n"));
+    assert_non_null(
+        strstr(r->body, "vie_layer_duration_seconds_sum{layer=\"slow\"} 0.006000000\n"));
     assert_non_null(strstr(r->body, "vie_layer_duration_seconds_count{layer=\"slow\"} 2\n"));
     vie_test_response_free(r);
     vie_test_end(app);
