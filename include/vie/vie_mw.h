@@ -397,8 +397,9 @@ typedef enum vie_rate_backend {
 } vie_rate_backend;
 
 typedef struct vie_rate_redis_opts {
-    /* "host:port" (an IPv4 address, a host name resolved off the loop,
-     * or "[IPv6]:port") or "unix:/path"; NULL: "127.0.0.1:6379". */
+    /* "host:port" (an IPv4 address; a host name, resolved off the loop
+     * at each connect to its first IPv4 address, else its first IPv6
+     * one; or "[IPv6]:port") or "unix:/path"; NULL: "127.0.0.1:6379". */
     const char *address;
     const char *prefix;   /* of every key, at most 128 bytes; NULL: "vie:rl:<layer name>:" */
     uint32_t timeout_ms;  /* per decision, at most 10000; 0: 20 */

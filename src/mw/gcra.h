@@ -1,7 +1,7 @@
 /* GCRA, the generic cell rate algorithm: the arithmetic of every rate
- * limit backend (the local table below; Redis later, in a Lua script
- * doing the same steps), and the local backend's table of TATs in
- * shared memory.
+ * limit backend (the local table below; Redis, in a Lua script doing
+ * the same steps in microseconds: rate_limit_redis.c), and the local
+ * backend's table of TATs in shared memory.
  *
  * gcra_decide is a pure function of its arguments: no clock, no state,
  * so the backends decide identically on the same sequence and the unit

@@ -6,8 +6,8 @@
 - the 429 carries Retry-After and the RateLimit-* fields, exactly;
 - shadow mode (enforce: false) lets everything through without fields
   and counts shadow_limited in /metrics;
-- `vie check` refuses the redis backend, a bad rate and key: principal
-  without auth, naming the file, line and column.
+- `vie check` refuses a malformed Redis address, a bad rate and key:
+  principal without auth, naming the file, line and column.
 """
 
 import os
@@ -225,9 +225,9 @@ routes:
     respond: {status: 200, body: "x"}
 """
         cases = [
-            ("    rate: 10/s\n    backend: redis",
-             r':5:14: middleware "rl" \(type rate_limit\): key "backend": backend "redis" is not available yet: '
-             r'it comes with the Redis backend'),
+            ("    rate: 10/s\n    backend: redis\n    redis: {address: \"127.0.0.1:99999\"}",
+             r':6:22: middleware "rl" \(type rate_limit\): key "redis.address": port "99999" is not '
+             r'a number from 1 to 65535'),
             ("    rate: fast", r':4:11: middleware "rl" \(type rate_limit\): key "rate": expected requests per second'),
             ("    rate: 0/s", r':4:11: middleware "rl" \(type rate_limit\): key "rate": rate must be more than 0'),
             ("    rate: 10\n    key: header", r':\d+:\d+: .*key "header": required with key: header'),

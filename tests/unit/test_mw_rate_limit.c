@@ -644,7 +644,8 @@ static void yaml_errors(void **state)
         {"rate: 10\nkey: cookie\n", "key \"key\""},
         {"rate: 10\nkey: header\n", "key \"header\": required with key: header"},
         {"rate: 10\nheader: X-A\n", "key \"header\": header is only for key header"},
-        {"rate: 10\nbackend: redis\n", "backend \"redis\" is not available yet"},
+        {"rate: 10\nbackend: redis\nredis: {address: nohost}\n",
+         "key \"redis.address\": \"nohost\" has no port"},
         {"rate: 10\nmax_keys: 0\n", "key \"max_keys\""},
         {"rate: 10\nburts: 3\n", "did you mean \"burst\""},
     };
