@@ -134,6 +134,10 @@ int cfg_params_finish(cfg_params *p);
 /* An error about key (at its value, or at the map when absent). */
 void cfg_error(cfg_params *p, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same about the item-th entry of key's list (a wrong CIDR among five
+ * is pointed at, not the list); at the key when it is not a list. */
+void cfg_error_item(cfg_params *p, const char *key, int item, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Each reader: absent -> *out = def, returns false; present and valid ->
  * *out set, returns true; present and invalid -> error recorded ("key

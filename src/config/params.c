@@ -95,6 +95,21 @@ void cfg_error(cfg_params *p, const char *key, const char *fmt, ...)
     va_end(ap);
 }
 
+void cfg_error_item(cfg_params *p, const char *key, int item, const char *fmt, ...)
+{
+    const cfg_node *n = key ? member(p, key) : NULL;
+    if (n && n->kind == CFG_SEQ && item >= 0) {
+        const cfg_node *it = n->first;
+        for (int i = 0; it && i < item; i++)
+            it = it->next;
+        n = it ? it : n;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    verr(p, n ? &n->mark : p->mark, key, fmt, ap);
+    va_end(ap);
+}
+
 /* What a value is, for "got ...": a quoted excerpt of a scalar, else its
  * kind. quoted_matters: say "a quoted string" where quotes make a value
  * a string and not a number or a boolean. */

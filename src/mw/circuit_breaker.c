@@ -896,28 +896,6 @@ pthread_mutex_t *mw_circuit_breaker_mutex(vie_app *app, const char *name)
 /* ------------------------------------------------------------------ */
 /* YAML                                                                */
 
-/* An error about key, at its list's entry item when there is one. */
-static void item_error(cfg_params *p, const char *key, int item, const char *msg)
-{
-    const cfg_node *n = key && p->map && p->map->kind == CFG_MAP ? cfg_member(p->map, key) : NULL;
-    if (n && n->kind == CFG_SEQ && item >= 0) {
-        n = n->first;
-        for (int i = 0; n && i < item; i++)
-            n = n->next;
-    } else {
-        n = NULL;
-    }
-    if (!n) {
-        cfg_error(p, key, "%s", msg);
-        return;
-    }
-    if (p->what)
-        cfg_error_at(p->cx, &n->mark, "%s: key \"%s\": %s", p->what, key, msg);
-    else
-        cfg_error_at(p->cx, &n->mark, "key \"%s\": %s", key, msg);
-    p->errors++;
-}
-
 /* failure_statuses: a list of integers (one integer is a list of one),
  * 0-terminated in cx memory. */
 static void read_statuses(cfg_params *p, const int **out)
@@ -949,7 +927,7 @@ static void read_statuses(cfg_params *p, const int **out)
             if (one)
                 cfg_error(p, "failure_statuses", "%s", msg);
             else
-                item_error(p, "failure_statuses", (int)i, msg);
+                cfg_error_item(p, "failure_statuses", (int)i, "%s", msg);
             return;
         }
         v[i] = s;
@@ -1060,7 +1038,7 @@ int mw_circuit_breaker_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_par
                           : pr.sec == SEC_FALLBACK  ? &f
                                                     : p;
         /* At the key at fault when it was given, else at the map. */
-        item_error(sec, cfg_has(sec, pr.key) ? pr.key : NULL, pr.item, pr.msg);
+        cfg_error_item(sec, cfg_has(sec, pr.key) ? pr.key : NULL, pr.item, "%s", pr.msg);
         if (sec != p) p->errors++; /* as above */
     } else if (rc != VIE_OK) {
         cfg_error(p, NULL, "cannot register the circuit_breaker layer: %s", vie_strerror(rc));

@@ -906,29 +906,6 @@ int vie_use_fault(vie_app *app, const vie_layer_opts *lo, const vie_fault_opts *
 /* ------------------------------------------------------------------ */
 /* YAML                                                                */
 
-/* An error about key, at its list's entry item when there is one (a
- * wrong CIDR among five is pointed at, not the list). */
-static void item_error(cfg_params *p, const char *key, int item, const char *msg)
-{
-    const cfg_node *n = p->map && p->map->kind == CFG_MAP ? cfg_member(p->map, key) : NULL;
-    if (n && n->kind == CFG_SEQ && item >= 0) {
-        n = n->first;
-        for (int i = 0; n && i < item; i++)
-            n = n->next;
-    } else {
-        n = NULL;
-    }
-    if (!n) {
-        cfg_error(p, key, "%s", msg);
-        return;
-    }
-    if (p->what)
-        cfg_error_at(p->cx, &n->mark, "%s: key \"%s\": %s", p->what, key, msg);
-    else
-        cfg_error_at(p->cx, &n->mark, "key \"%s\": %s", key, msg);
-    p->errors++;
-}
-
 int mw_fault_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p)
 {
     vie_fault_opts o;
@@ -994,7 +971,7 @@ int mw_fault_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p)
                           : pr.sec == SEC_ABORT ? &a
                           : pr.sec == SEC_MATCH ? &m
                                                 : p;
-        item_error(sec, pr.key, pr.item, pr.msg);
+        cfg_error_item(sec, pr.key, pr.item, "%s", pr.msg);
         return VIE_EINVAL;
     }
     int rc = vie_use_fault(app, lo, &o);
