@@ -174,23 +174,6 @@ static void auth_free(void *p)
     free(st);
 }
 
-/* Why a registration was refused: the message and the YAML key at fault. */
-typedef struct auth_why {
-    const char *key;
-    char msg[512];
-} auth_why;
-
-static int refuse(auth_why *w, const char *key, const char *fmt, ...) VIE_PRINTF(3, 4);
-static int refuse(auth_why *w, const char *key, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->msg, sizeof w->msg, fmt, ap);
-    va_end(ap);
-    w->key = key;
-    return VIE_EINVAL;
-}
-
 /* A credential while the layer is being built: its token in the clear
  * (wiped before the build returns) and where it came from, for messages
  * that never show the token itself. */
@@ -238,32 +221,33 @@ static bool visible_ascii(const char *s, size_t n)
 /* Split one "principal:token" entry of n bytes (surrounding blanks
  * trimmed) and add it; where names it in messages ("tokens.txt:3"). */
 static int add_entry(cred_list *l, const char *s, size_t n, const char *where, const char *key,
-                     auth_why *w)
+                     mw_why *w)
 {
     while (n && is_space(*s))
         s++, n--;
     while (n && is_space(s[n - 1]))
         n--;
-    if (memchr(s, '\0', n)) return refuse(w, key, "%s: holds a NUL byte", where);
+    if (memchr(s, '\0', n)) return mw_refuse(w, key, "%s: holds a NUL byte", where);
     const char *colon = memchr(s, ':', n);
-    if (!colon) return refuse(w, key, "%s: expected \"principal:token\", found no ':'", where);
+    if (!colon) return mw_refuse(w, key, "%s: expected \"principal:token\", found no ':'", where);
     const char *p = s, *t = colon + 1;
     size_t pn = (size_t)(colon - s), tn = n - pn - 1;
     while (pn && is_space(p[pn - 1]))
         pn--;
     while (tn && is_space(*t))
         t++, tn--;
-    if (!pn) return refuse(w, key, "%s: the principal (before ':') is empty", where);
-    if (!tn) return refuse(w, key, "%s: the token (after ':') is empty", where);
+    if (!pn) return mw_refuse(w, key, "%s: the principal (before ':') is empty", where);
+    if (!tn) return mw_refuse(w, key, "%s: the token (after ':') is empty", where);
     if (!visible_ascii(p, pn))
-        return refuse(w, key, "%s: the principal holds a space, a control or a non-ASCII byte",
-                      where);
+        return mw_refuse(w, key, "%s: the principal holds a space, a control or a non-ASCII byte",
+                         where);
     if (!visible_ascii(t, tn))
-        return refuse(w, key, "%s: the token holds a space, a control or a non-ASCII byte", where);
+        return mw_refuse(w, key, "%s: the token holds a space, a control or a non-ASCII byte",
+                         where);
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
         pending_cred *v = realloc(l->v, cap * sizeof *v);
-        if (!v) return refuse(w, key, "out of memory");
+        if (!v) return mw_refuse(w, key, "out of memory");
         l->v = v;
         l->cap = cap;
     }
@@ -275,15 +259,16 @@ static int add_entry(cred_list *l, const char *s, size_t n, const char *where, c
     c->key = key;
     snprintf(c->where, sizeof c->where, "%s", where);
     l->n++; /* counted first, so cred_list_free releases a half-made entry */
-    if (!c->principal || !c->token) return refuse(w, key, "out of memory");
+    if (!c->principal || !c->token) return mw_refuse(w, key, "out of memory");
     return VIE_OK;
 }
 
-static int read_file(cred_list *l, const char *path, auth_why *w)
+static int read_file(cred_list *l, const char *path, mw_why *w)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return refuse(w, "tokens_file", "tokens_file %s cannot be read: %s", path, strerror(errno));
+        return mw_refuse(w, "tokens_file", "tokens_file %s cannot be read: %s", path,
+                         strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) == 0 && (sb.st_mode & S_IROTH))
         LOG_WARN("auth: tokens_file %s is readable by every user of this machine (chmod o-r)",
@@ -291,7 +276,8 @@ static int read_file(cred_list *l, const char *path, auth_why *w)
     FILE *f = fdopen(fd, "r");
     if (!f) {
         close(fd);
-        return refuse(w, "tokens_file", "tokens_file %s cannot be read: %s", path, strerror(errno));
+        return mw_refuse(w, "tokens_file", "tokens_file %s cannot be read: %s", path,
+                         strerror(errno));
     }
     char *line = NULL;
     size_t cap = 0;
@@ -310,7 +296,8 @@ static int read_file(cred_list *l, const char *path, auth_why *w)
         rc = add_entry(l, line, n, where, "tokens_file", w);
     }
     if (rc == VIE_OK && ferror(f))
-        rc = refuse(w, "tokens_file", "tokens_file %s cannot be read: %s", path, strerror(errno));
+        rc =
+            mw_refuse(w, "tokens_file", "tokens_file %s cannot be read: %s", path, strerror(errno));
     if (line) {
         explicit_bzero(line, cap);
         free(line);
@@ -319,11 +306,11 @@ static int read_file(cred_list *l, const char *path, auth_why *w)
     return rc;
 }
 
-static int read_env(cred_list *l, const char *var, auth_why *w)
+static int read_env(cred_list *l, const char *var, mw_why *w)
 {
     const char *v = getenv(var);
-    if (!v) return refuse(w, "tokens_env", "tokens_env: the variable %s is not set", var);
-    if (!*v) return refuse(w, "tokens_env", "tokens_env: the variable %s is empty", var);
+    if (!v) return mw_refuse(w, "tokens_env", "tokens_env: the variable %s is not set", var);
+    if (!*v) return mw_refuse(w, "tokens_env", "tokens_env: the variable %s is empty", var);
     unsigned entry = 1;
     for (const char *s = v;; entry++) {
         size_t n = strcspn(s, ",");
@@ -332,7 +319,7 @@ static int read_env(cred_list *l, const char *var, auth_why *w)
             i++;
         char where[300];
         snprintf(where, sizeof where, "$%s entry %u", var, entry);
-        if (i == n) return refuse(w, "tokens_env", "%s: empty (a stray comma?)", where);
+        if (i == n) return mw_refuse(w, "tokens_env", "%s: empty (a stray comma?)", where);
         int rc = add_entry(l, s, n, where, "tokens_env", w);
         if (rc != VIE_OK) return rc;
         if (!s[n]) break;
@@ -377,25 +364,26 @@ static char *fmt_dup(const char *fmt, ...)
 
 /* Validate o, read every credential and make the layer's state. On error
  * w says why (never showing a token) and which option is at fault. */
-static int auth_build(const vie_auth_opts *o, const char *name, auth_state **out, auth_why *w)
+static int auth_build(const vie_auth_opts *o, const char *name, auth_state **out, mw_why *w)
 {
     *out = NULL;
     if (o->scheme != VIE_AUTH_BEARER && o->scheme != VIE_AUTH_API_KEY)
-        return refuse(w, "scheme", "scheme %d is neither VIE_AUTH_BEARER nor VIE_AUTH_API_KEY",
-                      (int)o->scheme);
+        return mw_refuse(w, "scheme", "scheme %d is neither VIE_AUTH_BEARER nor VIE_AUTH_API_KEY",
+                         (int)o->scheme);
     const char *header = o->header && *o->header        ? o->header
                          : o->scheme == VIE_AUTH_BEARER ? "Authorization"
                                                         : "X-Api-Key";
     if (!is_token(header))
-        return refuse(w, "header", "header \"%s\" is not a valid header name", header);
+        return mw_refuse(w, "header", "header \"%s\" is not a valid header name", header);
     const char *realm = o->realm ? o->realm : "vie";
     if (!*realm || !plain_quotable(realm))
-        return refuse(w, "realm",
-                      "realm \"%s\" must be non-empty printable ASCII without '\"' or '\\'", realm);
+        return mw_refuse(w, "realm",
+                         "realm \"%s\" must be non-empty printable ASCII without '\"' or '\\'",
+                         realm);
     if (o->tokens_env && !*o->tokens_env)
-        return refuse(w, "tokens_env", "tokens_env is an empty variable name");
+        return mw_refuse(w, "tokens_env", "tokens_env is an empty variable name");
     if (o->tokens_file && !*o->tokens_file)
-        return refuse(w, "tokens_file", "tokens_file is an empty path");
+        return mw_refuse(w, "tokens_file", "tokens_file is an empty path");
 
     cred_list l = {0};
     int rc = VIE_OK;
@@ -407,21 +395,22 @@ static int auth_build(const vie_auth_opts *o, const char *name, auth_state **out
         rc = add_entry(&l, o->tokens[i], strlen(o->tokens[i]), where, "tokens", w);
     }
     if (rc == VIE_OK && l.n == 0)
-        rc = refuse(w,
-                    o->tokens_file  ? "tokens_file"
-                    : o->tokens_env ? "tokens_env"
-                                    : "tokens",
-                    "no credentials: give at least one \"principal:token\" in tokens_file, "
-                    "tokens_env or tokens");
+        rc = mw_refuse(w,
+                       o->tokens_file  ? "tokens_file"
+                       : o->tokens_env ? "tokens_env"
+                                       : "tokens",
+                       "no credentials: give at least one \"principal:token\" in tokens_file, "
+                       "tokens_env or tokens");
     /* Two principals with one token would make the principal a guess. */
     for (size_t i = 0; rc == VIE_OK && i < l.n; i++)
         for (size_t j = i + 1; rc == VIE_OK && j < l.n; j++)
             if (l.v[i].token_len == l.v[j].token_len &&
                 !memcmp(l.v[i].token, l.v[j].token, l.v[i].token_len))
-                rc = refuse(w, l.v[j].key, "%s and %s hold the same token (principals %s and %s)",
-                            l.v[i].where, l.v[j].where, l.v[i].principal, l.v[j].principal);
+                rc =
+                    mw_refuse(w, l.v[j].key, "%s and %s hold the same token (principals %s and %s)",
+                              l.v[i].where, l.v[j].where, l.v[i].principal, l.v[j].principal);
     auth_state *st = rc == VIE_OK ? calloc(1, sizeof *st) : NULL;
-    if (rc == VIE_OK && !st) rc = refuse(w, NULL, "out of memory");
+    if (rc == VIE_OK && !st) rc = mw_refuse(w, NULL, "out of memory");
     if (rc == VIE_OK) {
         st->scheme = o->scheme;
         st->name = strdup(name);
@@ -440,10 +429,10 @@ static int auth_build(const vie_auth_opts *o, const char *name, auth_state **out
         }
         if (!st->name || !st->header || !st->creds || !st->www_missing || !st->www_invalid ||
             !st->www_malformed)
-            rc = refuse(w, NULL, "out of memory");
+            rc = mw_refuse(w, NULL, "out of memory");
     }
     if (rc == VIE_OK && getrandom(st->key, sizeof st->key, 0) != (ssize_t)sizeof st->key)
-        rc = refuse(w, NULL, "no random bytes for the hash key: %s", strerror(errno));
+        rc = mw_refuse(w, NULL, "no random bytes for the hash key: %s", strerror(errno));
     for (size_t i = 0; rc == VIE_OK && i < l.n; i++) {
         mw_auth_siphash128(st->key, l.v[i].token, l.v[i].token_len, st->creds[i].digest);
         st->creds[i].principal = l.v[i].principal;
@@ -569,7 +558,7 @@ static const char *principal_owner(const vie_app *app)
 }
 
 /* Register, or say why not in w. */
-static int auth_use(vie_app *app, const vie_layer_opts *lo, const vie_auth_opts *o, auth_why *w)
+static int auth_use(vie_app *app, const vie_layer_opts *lo, const vie_auth_opts *o, mw_why *w)
 {
     const char *name = mw_name(lo, "auth");
     if (app->frozen) return app_refuse_frozen(app, "vie_use_auth", name);
@@ -577,17 +566,17 @@ static int auth_use(vie_app *app, const vie_layer_opts *lo, const vie_auth_opts 
      * so now, naming both layers. */
     const char *owner = principal_owner(app);
     if (owner)
-        return refuse(w, NULL,
-                      "layer %s would be a second auth layer: %s already sets vie_principal and "
-                      "an app has one auth layer (give it every credential)",
-                      name, owner);
+        return mw_refuse(w, NULL,
+                         "layer %s would be a second auth layer: %s already sets vie_principal and "
+                         "an app has one auth layer (give it every credential)",
+                         name, owner);
     auth_state *st;
     int rc = auth_build(o, name, &st, w);
     if (rc != VIE_OK) return rc;
     st->n = shm_alloc(app->shm, sizeof *st->n);
     if (!st->n) {
         auth_free(st);
-        return refuse(w, NULL, "the shared memory for its counters is full");
+        return mw_refuse(w, NULL, "the shared memory for its counters is full");
     }
     static const vie_middleware base = {
         .name = "auth",
@@ -604,7 +593,7 @@ static int auth_use(vie_app *app, const vie_layer_opts *lo, const vie_auth_opts 
         return rc;
     }
     rc = metrics_add_source(app, auth_metrics, st);
-    if (rc != VIE_OK) return refuse(w, NULL, "out of memory for its /metrics series");
+    if (rc != VIE_OK) return mw_refuse(w, NULL, "out of memory for its /metrics series");
     return VIE_OK;
 }
 
@@ -614,7 +603,7 @@ int vie_use_auth(vie_app *app, const vie_layer_opts *lo, const vie_auth_opts *o)
         LOG_ERROR("auth: vie_use_auth refused: %s is NULL", !app ? "the app" : "the options");
         return VIE_EINVAL;
     }
-    auth_why w = {0};
+    mw_why w = {0};
     int rc = auth_use(app, lo, o, &w);
     if (rc != VIE_OK && w.msg[0])
         LOG_ERROR("auth %s: %s%s%s%s", mw_name(lo, "auth"), w.key ? "option " : "",
@@ -654,7 +643,7 @@ int mw_auth_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p)
     cfg_get_str(p, "realm", &o.realm, "vie");
     if (cfg_params_finish(p)) return VIE_EINVAL;
     o.tokens_file = config_relative(p, "tokens_file", o.tokens_file);
-    auth_why w = {0};
+    mw_why w = {0};
     int rc = auth_use(app, lo, &o, &w);
     if (rc != VIE_OK) {
         /* The key at fault if it was given, else the instance itself. */

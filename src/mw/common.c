@@ -1,7 +1,20 @@
 /* Placing a built-in layer: its name, group, phase and order constraints
  * come from vie_layer_opts, the rest from the built-in. */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "core/log.h"
 #include "mw/mw.h"
+
+int mw_refuse(mw_why *w, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->msg, sizeof w->msg, fmt, ap);
+    va_end(ap);
+    w->key = key;
+    return VIE_EINVAL;
+}
 
 const char *mw_name(const vie_layer_opts *lo, const char *def)
 {

@@ -51,22 +51,6 @@ static void cors_free(void *arg)
     free(st);
 }
 
-typedef struct cors_why {
-    const char *key;
-    char msg[512];
-} cors_why;
-
-static int refuse(cors_why *w, const char *key, const char *fmt, ...) VIE_PRINTF(3, 4);
-static int refuse(cors_why *w, const char *key, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->msg, sizeof w->msg, fmt, ap);
-    va_end(ap);
-    w->key = key;
-    return VIE_EINVAL;
-}
-
 static bool is_tchar(unsigned char ch)
 {
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
@@ -161,14 +145,14 @@ static const char *origin_problem(const char *o)
     return NULL;
 }
 
-static int cors_build(const vie_cors_opts *o, cors_state **out, cors_why *w)
+static int cors_build(const vie_cors_opts *o, cors_state **out, mw_why *w)
 {
     *out = NULL;
     size_t n_origins = strv_len(o->allow_origins);
     if (!n_origins)
-        return refuse(w, "allow_origins",
-                      "allow_origins is required: the origins allowed (\"https://app.example\") "
-                      "or \"*\"");
+        return mw_refuse(w, "allow_origins",
+                         "allow_origins is required: the origins allowed (\"https://app.example\") "
+                         "or \"*\"");
     bool any = false;
     for (size_t i = 0; i < n_origins; i++) {
         const char *s = o->allow_origins[i];
@@ -177,41 +161,42 @@ static int cors_build(const vie_cors_opts *o, cors_state **out, cors_why *w)
             continue;
         }
         const char *why = origin_problem(s);
-        if (why) return refuse(w, "allow_origins", "allow_origins: \"%s\": %s", s, why);
+        if (why) return mw_refuse(w, "allow_origins", "allow_origins: \"%s\": %s", s, why);
     }
     if (any && n_origins > 1)
-        return refuse(w, "allow_origins",
-                      "allow_origins: \"*\" allows every origin: list it alone, or list origins");
+        return mw_refuse(
+            w, "allow_origins",
+            "allow_origins: \"*\" allows every origin: list it alone, or list origins");
     if (any && o->allow_credentials)
-        return refuse(w, "allow_credentials",
-                      "allow_credentials with allow_origins \"*\" is refused: browsers ignore "
-                      "credentials for \"*\"; list the origins instead");
+        return mw_refuse(w, "allow_credentials",
+                         "allow_credentials with allow_origins \"*\" is refused: browsers ignore "
+                         "credentials for \"*\"; list the origins instead");
     static const char *const def_methods[] = {"GET", "HEAD", "POST", NULL};
     const char *const *methods = o->allow_methods ? o->allow_methods : def_methods;
-    if (!methods[0]) return refuse(w, "allow_methods", "allow_methods is empty");
+    if (!methods[0]) return mw_refuse(w, "allow_methods", "allow_methods is empty");
     for (size_t i = 0; methods[i]; i++)
         if (!strcmp(methods[i], "*") || !is_token_n(methods[i], strlen(methods[i])))
-            return refuse(w, "allow_methods",
-                          "allow_methods: \"%s\" is not a method (list each method; \"*\" is "
-                          "not supported)",
-                          methods[i]);
+            return mw_refuse(w, "allow_methods",
+                             "allow_methods: \"%s\" is not a method (list each method; \"*\" is "
+                             "not supported)",
+                             methods[i]);
     for (size_t i = 0; o->allow_headers && o->allow_headers[i]; i++)
         if (!strcmp(o->allow_headers[i], "*") ||
             !is_token_n(o->allow_headers[i], strlen(o->allow_headers[i])))
-            return refuse(w, "allow_headers",
-                          "allow_headers: \"%s\" is not a header name (list each header; \"*\" "
-                          "is not supported)",
-                          o->allow_headers[i]);
+            return mw_refuse(w, "allow_headers",
+                             "allow_headers: \"%s\" is not a header name (list each header; \"*\" "
+                             "is not supported)",
+                             o->allow_headers[i]);
     for (size_t i = 0; o->expose_headers && o->expose_headers[i]; i++)
         if (!is_token_n(o->expose_headers[i], strlen(o->expose_headers[i])))
-            return refuse(w, "expose_headers", "expose_headers: \"%s\" is not a header name",
-                          o->expose_headers[i]);
+            return mw_refuse(w, "expose_headers", "expose_headers: \"%s\" is not a header name",
+                             o->expose_headers[i]);
     if (o->max_age_s > 86400)
-        return refuse(w, "max_age", "max_age %u s is above 86400 (one day, what browsers allow)",
-                      o->max_age_s);
+        return mw_refuse(w, "max_age", "max_age %u s is above 86400 (one day, what browsers allow)",
+                         o->max_age_s);
 
     cors_state *st = calloc(1, sizeof *st);
-    if (!st) return refuse(w, NULL, "out of memory");
+    if (!st) return mw_refuse(w, NULL, "out of memory");
     bool oom = false;
     st->any = any;
     st->credentials = o->allow_credentials;
@@ -232,7 +217,7 @@ static int cors_build(const vie_cors_opts *o, cors_state **out, cors_why *w)
     snprintf(st->max_age_v, sizeof st->max_age_v, "%u", o->max_age_s);
     if (oom) {
         cors_free(st);
-        return refuse(w, NULL, "out of memory");
+        return mw_refuse(w, NULL, "out of memory");
     }
     *out = st;
     return VIE_OK;
@@ -334,7 +319,7 @@ void vie_cors_opts_init(vie_cors_opts *o)
     o->max_age_s = 600;
 }
 
-static int cors_use(vie_app *app, const vie_layer_opts *lo, const vie_cors_opts *o, cors_why *w)
+static int cors_use(vie_app *app, const vie_layer_opts *lo, const vie_cors_opts *o, mw_why *w)
 {
     const char *name = mw_name(lo, "cors");
     if (app->frozen) return app_refuse_frozen(app, "vie_use_cors", name);
@@ -360,7 +345,7 @@ int vie_use_cors(vie_app *app, const vie_layer_opts *lo, const vie_cors_opts *o)
         LOG_ERROR("cors: vie_use_cors refused: %s is NULL", !app ? "the app" : "the options");
         return VIE_EINVAL;
     }
-    cors_why w = {0};
+    mw_why w = {0};
     int rc = cors_use(app, lo, o, &w);
     if (rc != VIE_OK && w.msg[0]) LOG_ERROR("cors %s: %s", mw_name(lo, "cors"), w.msg);
     return rc;
@@ -396,7 +381,7 @@ int mw_cors_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p)
     cfg_get_bool(p, "allow_credentials", &o.allow_credentials, false);
     read_max_age(p, &o.max_age_s);
     if (cfg_params_finish(p)) return VIE_EINVAL;
-    cors_why w = {0};
+    mw_why w = {0};
     int rc = cors_use(app, lo, &o, &w);
     if (rc != VIE_OK) {
         const char *key = w.key && cfg_has(p, w.key) ? w.key : NULL;

@@ -13,6 +13,17 @@
  * returned (the core has logged why). */
 int mw_register(vie_app *app, const vie_layer_opts *lo, const vie_middleware *base, void *state);
 
+/* Why a built-in refused its options: the message, and the YAML key at
+ * fault, so the C API logs the message and the YAML reader points at the
+ * key (cfg_error(p, why.key, "%s", why.msg)). */
+typedef struct mw_why {
+    const char *key;
+    char msg[512];
+} mw_why;
+
+/* Fill w and return VIE_EINVAL. */
+int mw_refuse(mw_why *w, const char *key, const char *fmt, ...) VIE_PRINTF(3, 4);
+
 /* The layer name lo gives, or def. */
 const char *mw_name(const vie_layer_opts *lo, const char *def);
 

@@ -43,30 +43,14 @@ static vie_status sh_before(vie_ctx *c, void *arg)
     return VIE_NEXT;
 }
 
-typedef struct sh_why {
-    const char *key;
-    char msg[512];
-} sh_why;
-
-static int refuse(sh_why *w, const char *key, const char *fmt, ...) VIE_PRINTF(3, 4);
-static int refuse(sh_why *w, const char *key, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->msg, sizeof w->msg, fmt, ap);
-    va_end(ap);
-    w->key = key;
-    return VIE_EINVAL;
-}
-
 /* A header value a response may carry: not empty, no CR, LF or other
  * control byte (no response splitting). */
-static int check_value(const char *v, const char *key, sh_why *w)
+static int check_value(const char *v, const char *key, mw_why *w)
 {
-    if (!*v) return refuse(w, key, "%s is empty (leave it unset not to send the header)", key);
+    if (!*v) return mw_refuse(w, key, "%s is empty (leave it unset not to send the header)", key);
     for (const char *p = v; *p; p++)
         if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
-            return refuse(w, key, "%s holds CR, LF or another control byte", key);
+            return mw_refuse(w, key, "%s holds CR, LF or another control byte", key);
     return VIE_OK;
 }
 
@@ -82,7 +66,7 @@ static const char *const referrer_policies[] = {"no-referrer",
 
 /* Referrer-Policy may list fallbacks: "no-referrer, strict-origin". Each
  * must be a policy browsers know, or a typo would silently do nothing. */
-static int check_referrer(const char *v, sh_why *w)
+static int check_referrer(const char *v, mw_why *w)
 {
     for (const char *p = v; *p;) {
         while (*p == ' ' || *p == '\t')
@@ -93,10 +77,10 @@ static int check_referrer(const char *v, sh_why *w)
             if (strlen(referrer_policies[i]) == n && !strncasecmp(referrer_policies[i], p, n))
                 known = true;
         if (!known)
-            return refuse(w, "referrer_policy",
-                          "referrer_policy \"%s\": \"%.*s\" is not a policy (no-referrer, "
-                          "same-origin, strict-origin-when-cross-origin, ...)",
-                          v, (int)n, p);
+            return mw_refuse(w, "referrer_policy",
+                             "referrer_policy \"%s\": \"%.*s\" is not a policy (no-referrer, "
+                             "same-origin, strict-origin-when-cross-origin, ...)",
+                             v, (int)n, p);
         p += n;
         while (*p == ' ' || *p == '\t')
             p++;
@@ -105,24 +89,24 @@ static int check_referrer(const char *v, sh_why *w)
     return VIE_OK;
 }
 
-static int add(sh_state *st, const char *name, const char *value, sh_why *w)
+static int add(sh_state *st, const char *name, const char *value, mw_why *w)
 {
     char *copy = strdup(value);
-    if (!copy) return refuse(w, NULL, "out of memory");
+    if (!copy) return mw_refuse(w, NULL, "out of memory");
     st->names[st->n] = name;
     st->values[st->n++] = copy;
     return VIE_OK;
 }
 
-static int sh_build(const vie_security_headers_opts *o, sh_state **out, sh_why *w)
+static int sh_build(const vie_security_headers_opts *o, sh_state **out, mw_why *w)
 {
     *out = NULL;
     if (o->hsts_max_age_s > HSTS_MAX_S)
-        return refuse(w, "hsts_max_age", "hsts_max_age %u s is above ten years (%u s)",
-                      o->hsts_max_age_s, HSTS_MAX_S);
+        return mw_refuse(w, "hsts_max_age", "hsts_max_age %u s is above ten years (%u s)",
+                         o->hsts_max_age_s, HSTS_MAX_S);
     if (o->hsts_include_subdomains && !o->hsts_max_age_s)
-        return refuse(w, "hsts_include_subdomains",
-                      "hsts_include_subdomains needs hsts_max_age above 0 (HSTS is off)");
+        return mw_refuse(w, "hsts_include_subdomains",
+                         "hsts_include_subdomains needs hsts_max_age above 0 (HSTS is off)");
     const char *fo = NULL;
     if (o->frame_options) {
         if (!strcasecmp(o->frame_options, "DENY"))
@@ -130,9 +114,10 @@ static int sh_build(const vie_security_headers_opts *o, sh_state **out, sh_why *
         else if (!strcasecmp(o->frame_options, "SAMEORIGIN"))
             fo = "SAMEORIGIN";
         else
-            return refuse(w, "frame_options",
-                          "frame_options \"%s\" is neither DENY nor SAMEORIGIN (false: not sent)",
-                          o->frame_options);
+            return mw_refuse(
+                w, "frame_options",
+                "frame_options \"%s\" is neither DENY nor SAMEORIGIN (false: not sent)",
+                o->frame_options);
     }
     int rc = VIE_OK;
     if (o->referrer_policy) {
@@ -146,7 +131,7 @@ static int sh_build(const vie_security_headers_opts *o, sh_state **out, sh_why *
     if (rc != VIE_OK) return rc;
 
     sh_state *st = calloc(1, sizeof *st);
-    if (!st) return refuse(w, NULL, "out of memory");
+    if (!st) return mw_refuse(w, NULL, "out of memory");
     if (o->hsts_max_age_s) {
         char v[64];
         snprintf(v, sizeof v, "max-age=%u%s", o->hsts_max_age_s,
@@ -161,7 +146,7 @@ static int sh_build(const vie_security_headers_opts *o, sh_state **out, sh_why *
     if (rc == VIE_OK && o->permissions_policy)
         rc = add(st, "Permissions-Policy", o->permissions_policy, w);
     if (rc == VIE_OK && st->n == 0)
-        rc = refuse(w, NULL, "every header is off: the layer would do nothing");
+        rc = mw_refuse(w, NULL, "every header is off: the layer would do nothing");
     if (rc != VIE_OK) {
         sh_free(st);
         return rc;
@@ -180,7 +165,7 @@ void vie_security_headers_opts_init(vie_security_headers_opts *o)
 }
 
 static int sh_use(vie_app *app, const vie_layer_opts *lo, const vie_security_headers_opts *o,
-                  sh_why *w)
+                  mw_why *w)
 {
     const char *name = mw_name(lo, "security_headers");
     if (app->frozen) return app_refuse_frozen(app, "vie_use_security_headers", name);
@@ -208,7 +193,7 @@ int vie_use_security_headers(vie_app *app, const vie_layer_opts *lo,
                   !app ? "the app" : "the options");
         return VIE_EINVAL;
     }
-    sh_why w = {0};
+    mw_why w = {0};
     int rc = sh_use(app, lo, o, &w);
     if (rc != VIE_OK && w.msg[0])
         LOG_ERROR("security_headers %s: %s", mw_name(lo, "security_headers"), w.msg);
@@ -275,7 +260,7 @@ int mw_security_headers_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_pa
     read_optional(p, "content_security_policy", &o.content_security_policy);
     read_optional(p, "permissions_policy", &o.permissions_policy);
     if (cfg_params_finish(p)) return VIE_EINVAL;
-    sh_why w = {0};
+    mw_why w = {0};
     int rc = sh_use(app, lo, &o, &w);
     if (rc != VIE_OK) {
         const char *key = w.key && cfg_has(p, w.key) ? w.key : NULL;
