@@ -428,7 +428,7 @@ typedef struct vie_rate_limit_opts {
     /* NULL: the monotonic clock (and CLOCK_REALTIME for the Redis
      * backend's clock: local); tests drive their own. */
     uint64_t (*clock_ns)(void);
-    vie_rate_backend backend; /* default VIE_RATE_BACKEND_LOCAL */
+    vie_rate_backend backend;  /* default VIE_RATE_BACKEND_LOCAL */
     vie_rate_redis_opts redis; /* backend redis only */
     /* Backend redis: a backend error lets the request through (false,
      * the default: availability first) or refuses it with 503 (true). */
@@ -602,8 +602,8 @@ VIE_API vie_status vie_send_file(vie_ctx *c, int status, const char *content_typ
 #define VIE_SLO_MAX_ACTIONS    32 /* tighten and degrade entries, each */
 
 typedef struct vie_slo_objective {
-    const char *name;  /* required, unique: 1 to 64 of [A-Za-z0-9_.:-] */
-    const char *route; /* a route label "GET /x"; NULL: every route the layer covers */
+    const char *name;              /* required, unique: 1 to 64 of [A-Za-z0-9_.:-] */
+    const char *route;             /* a route label "GET /x"; NULL: every route the layer covers */
     double availability;           /* percent, e.g. 99.9; 0: none; else (0, 100) */
     double latency_percentile;     /* percent, e.g. 99; 0: none; else (0, 100) */
     uint32_t latency_threshold_ms; /* with a percentile: 1 ms .. 1 h */

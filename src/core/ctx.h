@@ -92,7 +92,7 @@ struct vie_ctx {
      * OPTIONS, 404 or 405 through the app-wide layers), with Allow when set. */
     int auto_status;
     const char *auto_allow;
-    bool panic_armed;             /* panic_jmp is a live jump point */
+    bool panic_armed; /* panic_jmp is a live jump point */
     const char *panic_msg;
     sigjmp_buf panic_jmp;          /* where vie_panic unwinds to (executor.c) */
     bool parked_for_deadline;      /* the park timer stands for the request deadline */

@@ -29,8 +29,7 @@ static inflight_slot *region_slots(vie_app *app, int region)
 
 inflight_slot *inflight_take(vie_ctx *c)
 {
-    if (!c->app->inflight || !c->route || c->route == c->app->fallback || g_region < 0)
-        return NULL;
+    if (!c->app->inflight || !c->route || c->route == c->app->fallback || g_region < 0) return NULL;
     inflight_slot *r = region_slots(c->app, g_region);
     /* Single-threaded per process: a rotating scan finds a free slot in a
      * step or two while fewer than INFLIGHT_SLOTS requests are in flight. */
