@@ -498,7 +498,12 @@ static vie_status auth_before(vie_ctx *c, void *arg)
     const char *tok = v.ptr;
     size_t len = v.len;
     if (bearer) {
-        /* "Bearer" (any case), one space or more, the token. */
+        /* "Bearer" (any case), one space or more, the token (RFC 9110:
+         * 1*SP; a tab there is a malformed header, not another scheme). */
+        if (len > 6 && tok[6] == '\t' && !strncasecmp(tok, "Bearer", 6))
+            return deny(c, 400, st->www_malformed, &st->n->invalid,
+                        "the Authorization header separates Bearer from its token with a tab, "
+                        "not a space");
         if (len < 6 || strncasecmp(tok, "Bearer", 6) != 0 || (len > 6 && tok[6] != ' '))
             return deny(c, 401, st->www_missing, &st->n->missing,
                         "the Authorization header does not use the Bearer scheme");

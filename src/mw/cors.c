@@ -171,6 +171,13 @@ static int cors_build(const vie_cors_opts *o, cors_state **out, mw_why *w)
         return mw_refuse(w, "allow_credentials",
                          "allow_credentials with allow_origins \"*\" is refused: browsers ignore "
                          "credentials for \"*\"; list the origins instead");
+    /* Sandboxed iframes and data: pages of any site send "Origin: null":
+     * with credentials that would open the API to every page. */
+    for (size_t i = 0; o->allow_credentials && o->allow_origins[i]; i++)
+        if (!strcasecmp(o->allow_origins[i], "null"))
+            return mw_refuse(w, "allow_credentials",
+                             "allow_credentials with the origin \"null\" is refused: any site "
+                             "can send Origin: null (sandboxed frames, data: URLs)");
     static const char *const def_methods[] = {"GET", "HEAD", "POST", NULL};
     const char *const *methods = o->allow_methods ? o->allow_methods : def_methods;
     if (!methods[0]) return mw_refuse(w, "allow_methods", "allow_methods is empty");

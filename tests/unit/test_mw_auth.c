@@ -213,6 +213,9 @@ static void bearer_empty_token_is_a_malformed_request(void **state)
                   "the Authorization header holds no token");
     expect_denied(app, "Authorization: Bearer    ", 400, www,
                   "the Authorization header holds no token");
+    expect_denied(app, "Authorization: Bearer\ttok-alice-1", 400, www,
+                  "the Authorization header separates Bearer from its token with a tab, not a "
+                  "space");
     /* Two Authorization headers: which one would a proxy have checked? */
     const char *two[] = {"Authorization: Bearer tok-alice-1", "Authorization: Bearer tok-bob-2",
                          NULL};

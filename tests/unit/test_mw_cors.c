@@ -350,6 +350,9 @@ static void bad_options_are_refused(void **state)
     o.allow_origins = any;
     o.allow_credentials = true;
     refused(&o, "allow_credentials with allow_origins \"*\" is refused");
+    static const char *const with_null[] = {"https://a.example", "null", NULL};
+    o.allow_origins = with_null;
+    refused(&o, "allow_credentials with the origin \"null\" is refused");
 
     opts(&o);
     o.allow_origins = NULL;
