@@ -481,9 +481,11 @@ typedef struct vie_fault_opts {
     vie_delay_kind delay_kind;
     uint32_t delay_ms, delay_min_ms, delay_max_ms, delay_stddev_ms;
     uint32_t delay_p50_ms, delay_p99_ms;
-    double abort_percent;             /* 0..100 */
-    int abort_status;                 /* default 503 */
-    const char *const *routes;        /* labels or full patterns ("GET /x", "/x"); NULL: all */
+    double abort_percent; /* 0..100 */
+    int abort_status;     /* default 503 */
+    /* Labels or full patterns ("GET /x", "/x"); NULL: all. One that names
+     * no route refuses the start (checked at freeze). */
+    const char *const *routes;
     const char *match_header;         /* only requests with this header ... */
     const char *match_value;          /* ... equal to this (NULL: any value) */
     const char *const *trusted_cidrs; /* header-driven faults from these only; NULL: none */

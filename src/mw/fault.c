@@ -41,6 +41,7 @@
 #include "core/app.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/ctx.h"
 #include "core/inflight.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -67,7 +68,6 @@ typedef struct fault_counters {
     _Atomic uint64_t overflow;  /* delays skipped at max_active_faults */
     _Atomic uint64_t untrusted; /* fault headers from clients outside trusted_cidrs */
     _Atomic uint64_t active;    /* delays in progress */
-    atomic_bool routes_checked; /* the routes warning is logged once, not per worker */
     fault_worker_slot workers[FAULT_WORKER_SLOTS];
 } fault_counters;
 
@@ -108,6 +108,8 @@ struct fault {
     uint32_t max_active;
     char **routes; /* NULL-terminated */
     size_t n_routes;
+    uint8_t *route_on; /* by route index, made at freeze: is the route listed? */
+    size_t n_route_on;
     char *match_header, *match_value;
     fault_cidr *cidrs;
     size_t n_cidrs;
@@ -471,13 +473,8 @@ static void on_timer_closed(uv_handle_t *h)
 static bool route_matches(const fault *f, vie_ctx *c)
 {
     if (!f->routes) return true;
-    const char *label = vie_route_label(c);
-    if (!label) return false;
-    const char *sp = strchr(label, ' ');
-    const char *pattern = sp ? sp + 1 : label;
-    for (size_t i = 0; i < f->n_routes; i++)
-        if (strcmp(f->routes[i], f->routes[i][0] == '/' ? pattern : label) == 0) return true;
-    return false;
+    const route_entry *r = c->route; /* the 404 chain's index is past the table */
+    return r && r->index < f->n_route_on && f->route_on[r->index];
 }
 
 static bool request_matches(const fault *f, vie_ctx *c)
@@ -634,21 +631,39 @@ static vie_status fault_before(vie_ctx *c, void *state)
 /* ------------------------------------------------------------------ */
 /* Worker events                                                       */
 
-static void warn_unknown_routes(fault *f)
+/* At freeze, when the routes exist: the routes list becomes a table by
+ * route index (no string compare per request), and an entry that names
+ * no route refuses the start, since it would never inject a fault. */
+static int fault_freeze_check(vie_app *app, void *arg)
 {
-    if (!f->routes || atomic_exchange(&f->n->routes_checked, true)) return;
-    const vie_app *app = f->app;
+    fault *f = arg;
+    if (!f->routes) return 0;
+    free(f->route_on);
+    f->n_route_on = 0;
+    f->route_on = calloc(app->n_routes + 1, 1);
+    if (!f->route_on) {
+        LOG_ERROR("fault %s: out of memory for its route table", f->name);
+        return 1;
+    }
+    f->n_route_on = app->n_routes;
+    int problems = 0;
     for (size_t i = 0; i < f->n_routes; i++) {
         const char *want = f->routes[i];
         bool found = false;
-        for (size_t k = 0; k < app->n_routes && !found; k++) {
+        for (size_t k = 0; k < app->n_routes; k++) {
             const route_entry *r = app->routes[k];
-            found = want[0] == '/' ? strcmp(r->pattern, want) == 0 : strcmp(r->label, want) == 0;
+            if (want[0] == '/' ? strcmp(r->pattern, want) : strcmp(r->label, want)) continue;
+            f->route_on[r->index] = 1; /* a pattern names the route of every method */
+            found = true;
         }
-        if (!found)
-            LOG_WARN("fault %s: routes entry \"%s\" matches no route: it never injects a fault",
-                     f->name, want);
+        if (!found) {
+            LOG_ERROR("fault %s: routes entry \"%s\" matches no route (a label \"GET /x\" or a "
+                      "full pattern \"/x\")",
+                      f->name, want);
+            problems++;
+        }
     }
+    return problems;
 }
 
 static void fault_start(vie_app *app, void *loop, void *arg)
@@ -662,7 +677,6 @@ static void fault_start(vie_app *app, void *loop, void *arg)
     uint64_t seed = app->opt.workers > 0 ? rng_mix(f->seed, (uint64_t)getpid()) : f->seed;
     rng_seed(&f->rng, seed);
     worker_slot_claim(f);
-    warn_unknown_routes(f);
 }
 
 static void fault_stop(vie_app *app, void *loop, void *arg)
@@ -756,6 +770,7 @@ static void fault_free(void *state)
     for (size_t i = 0; i < f->n_routes; i++)
         free(f->routes[i]);
     free(f->routes);
+    free(f->route_on);
     free(f->cidrs);
     free(f->match_header);
     free(f->match_value);
@@ -885,7 +900,8 @@ int vie_use_fault(vie_app *app, const vie_layer_opts *lo, const vie_fault_opts *
     int rc = mw_register(app, lo, &base, f); /* frees f on failure */
     if (rc != VIE_OK) return rc;
     /* Registered: f belongs to the app from here on. */
-    if ((rc = vie_app_hook_add(app, VIE_EV_WORKER_START, fault_start, f)) != VIE_OK ||
+    if ((rc = app_add_freeze_check(app, fault_freeze_check, f)) != VIE_OK ||
+        (rc = vie_app_hook_add(app, VIE_EV_WORKER_START, fault_start, f)) != VIE_OK ||
         (rc = vie_app_hook_add(app, VIE_EV_WORKER_STOP, fault_stop, f)) != VIE_OK ||
         (rc = metrics_join(app, f)) != VIE_OK) {
         LOG_ERROR("fault %s: cannot add its worker hooks or metrics: %s", name, vie_strerror(rc));
