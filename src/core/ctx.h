@@ -88,11 +88,13 @@ struct vie_ctx {
     uv_work_t work;
     struct ctx_pool *orphan_pool; /* set when the owner left while the thread ran */
     bool truncated;               /* a response that began went wrong: close, don't finish it */
-    /* No route's handler: the handler step answers auto_status (204 for an
-     * OPTIONS, 404 or 405 through the app-wide layers), with Allow when set. */
+    /* No route's handler: the handler step answers auto_status (an OPTIONS'
+     * 204, or 400, 404, 405, 501 through the app-wide layers), with Allow
+     * when set (dispatch.c). */
     int auto_status;
     const char *auto_allow;
-    bool panic_armed; /* panic_jmp is a live jump point */
+    const char *auto_detail; /* the problem's detail */
+    bool panic_armed;        /* panic_jmp is a live jump point */
     const char *panic_msg;
     sigjmp_buf panic_jmp;          /* where vie_panic unwinds to (executor.c) */
     bool parked_for_deadline;      /* the park timer stands for the request deadline */

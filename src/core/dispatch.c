@@ -26,22 +26,45 @@ static bool normalize_path(vie_ctx *c)
     return true;
 }
 
+/* Answer a request no route's handler will: through the app-wide layers
+ * when there are any, so every answer gets a request id, an access-log
+ * line and the app-wide guards; else at once, without the executor. */
+static void answer_unrouted(vie_ctx *c, int status, const char *allow, const char *detail)
+{
+    route_entry *fb = c->app->fallback;
+    if (fb && fb->chain.n) {
+        c->auto_status = status;
+        c->auto_allow = allow;
+        c->auto_detail = detail;
+        c->route = fb;
+        if (!c->start_ns) c->start_ns = clock_now_ns();
+        executor_start(c);
+        return;
+    }
+    if (allow) vie_header_add(c, "Allow", allow);
+    if (status == 204)
+        vie_send(c, 204, NULL, NULL, 0);
+    else
+        vie_send_problem(c, status, detail);
+}
+
 void dispatch_request(vie_ctx *c)
 {
     if (c->req.method_id == HTTP_M_OPTIONS && c->req.path_len == 1 && c->req.path[0] == '*') {
         /* OPTIONS * asks about the server, not a resource. */
-        vie_header_add(c, "Allow", "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS");
-        vie_send(c, 204, NULL, NULL, 0);
+        c->path = (vie_str){c->req.path, 1};
+        answer_unrouted(c, 204, "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS", NULL);
         return;
     }
     if (c->req.method_id == HTTP_M_CONNECT) {
-        vie_send_problem(c, 501, "CONNECT is not supported");
+        c->path = (vie_str){c->req.path, c->req.path_len};
+        answer_unrouted(c, 501, NULL, "CONNECT is not supported");
         return;
     }
     if (!normalize_path(c)) {
         c->path = (vie_str){c->req.path, c->req.path_len};
         c->keep_alive = false; /* after an error answer, the connection closes */
-        vie_send_problem(c, 400, "the request path is malformed or climbs above the root");
+        answer_unrouted(c, 400, NULL, "the request path is malformed or climbs above the root");
         return;
     }
     router_result rr = router_find(c->app->router, c->req.method, c->req.method_len, c->path.ptr,
@@ -72,26 +95,12 @@ void dispatch_request(vie_ctx *c)
             c->match.allow = allow;
         }
     }
+    if (rr == ROUTER_NOT_FOUND) {
+        answer_unrouted(c, 404, NULL, "no route matches this path");
+        return;
+    }
     if (rr != ROUTER_FOUND) {
-        /* 404 and 405 go through the app-wide layers when there are any,
-         * so they get a request id, an access-log line and the same
-         * guards as every other answer. */
-        route_entry *fb = c->app->fallback;
-        bool not_found = rr == ROUTER_NOT_FOUND;
-        if (fb && fb->chain.n) {
-            c->auto_status = not_found ? 404 : 405;
-            c->auto_allow = not_found ? NULL : c->match.allow;
-            c->route = fb;
-            if (!c->start_ns) c->start_ns = clock_now_ns();
-            executor_start(c);
-            return;
-        }
-        if (not_found) {
-            vie_send_problem(c, 404, "no route matches this path");
-        } else {
-            vie_header_add(c, "Allow", c->match.allow);
-            vie_send_problem(c, 405, "the route exists but not for this method");
-        }
+        answer_unrouted(c, 405, c->match.allow, "the route exists but not for this method");
         return;
     }
     if (c->match.has_catchall && c->match.n_params) {
@@ -102,7 +111,7 @@ void dispatch_request(vie_ctx *c)
         ssize_t n = tmp ? path_decode(cp->raw, cp->raw_len, tmp) : -1;
         if (n < 0 || path_has_dot_segment(tmp, (size_t)n)) {
             c->keep_alive = false;
-            vie_send_problem(c, 400, "the path holds an encoded dot segment or a bad escape");
+            answer_unrouted(c, 400, NULL, "the path holds an encoded dot segment or a bad escape");
             return;
         }
     }

@@ -326,9 +326,7 @@ static void run_loop(vie_ctx *c, uint64_t now)
             if (c->auto_status) { /* no handler: dispatch.c said what to answer */
                 if (c->auto_allow) vie_header_add(c, "Allow", c->auto_allow);
                 st = c->auto_status == 204 ? vie_send(c, 204, NULL, NULL, 0)
-                     : c->auto_status == 404
-                         ? vie_send_problem(c, 404, "no route matches this path")
-                         : vie_send_problem(c, 405, "the route exists but not for this method");
+                                           : vie_send_problem(c, c->auto_status, c->auto_detail);
             } else {
                 if (r->blocking && c->loop) {
                     start_blocking(c);

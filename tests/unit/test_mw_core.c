@@ -155,6 +155,20 @@ static void not_found_and_405_run_the_app_wide_layers(void **state)
     assert_string_equal(vie_test_header(r, "allow"), "POST");
     vie_test_response_free(r);
 
+    /* A path that climbs above the root, and OPTIONS *: answered by Vie,
+     * through the app-wide layer too. */
+    r = vie_test_request(app, "GET", "/../etc/passwd", NULL, NULL, 0);
+    assert_int_equal(r->status, 400);
+    assert_int_equal(seen, 3);
+    assert_false(r->keep_alive);
+    assert_non_null(strstr(r->body, "climbs above the root"));
+    vie_test_response_free(r);
+    r = vie_test_request(app, "OPTIONS", "*", NULL, NULL, 0);
+    assert_int_equal(r->status, 204);
+    assert_int_equal(seen, 4);
+    assert_non_null(strstr(vie_test_header(r, "allow"), "OPTIONS"));
+    vie_test_response_free(r);
+
     /* Counted as unmatched, by method, not under a route. */
     char *m = vie_app_metrics(app);
     assert_non_null(strstr(m, "vie_requests_total{route=\"\",method=\"GET\",status=\"404\"} 1\n"));
