@@ -594,7 +594,7 @@ VIE_API vie_status vie_send_file(vie_ctx *c, int status, const char *content_typ
  *
  * YAML: objectives (a list of {name, route, availability, latency:
  * {percentile, threshold}}), alerts (a list of {name, long, short,
- * burn}), window_scale, evaluate_every, hold, actions: {tighten: [{rate_limit,
+ * burn}), window_scale, evaluate_every, hold, min_requests, actions: {tighten: [{rate_limit,
  * factor}], degrade: [{route, status, body, content_type, retry_after}]},
  * debug_endpoint.
  */
@@ -638,6 +638,10 @@ typedef struct vie_slo_opts {
     double window_scale;        /* (0, 1]; default 1; every scaled window must be >= 1 ms */
     uint32_t evaluate_every_ms; /* 1 ms .. 1 h; 0: 10 s x window_scale (at least 1 ms) */
     uint32_t hold;              /* evaluations: 1 .. 1000; default 3 */
+    /* An alert fires only when its long window holds at least this many
+     * requests (0, the default: any): on a quiet route one bad request
+     * would otherwise burn the whole budget. */
+    uint32_t min_requests;
     const vie_slo_tighten *tighten;
     size_t n_tighten;
     const vie_slo_degrade *degrade;

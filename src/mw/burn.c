@@ -108,7 +108,8 @@ bool burn_alert_eval(const burn_ring *r, uint64_t now_ns, const burn_alert *a, d
      * that binary doubles miss by a few ulps, and a burn of exactly the
      * factor must fire. */
     double f = a->factor * (1 - 1e-9);
-    out->fires = out->long_rate >= f && out->short_rate >= f && out->long_rate > 0;
+    out->fires = out->long_rate >= f && out->short_rate >= f && out->long_rate > 0 &&
+                 out->long_c.good + out->long_c.bad >= a->min_requests;
     return out->fires;
 }
 

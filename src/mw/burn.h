@@ -76,10 +76,12 @@ burn_counts burn_window(const burn_ring *r, uint64_t now_ns, uint64_t window_ns)
 double burn_rate(burn_counts c, double budget);
 
 /* One multi-window alert: it fires when both windows burn at least
- * factor (>=). */
+ * factor (>=) and the long window holds at least min_requests requests
+ * (so one bad request on a quiet route is not a full burn). */
 typedef struct burn_alert {
     uint64_t long_ns, short_ns;
     double factor;
+    uint64_t min_requests;
 } burn_alert;
 
 typedef struct burn_alert_result {

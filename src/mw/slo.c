@@ -381,6 +381,9 @@ static bool slo_check(const vie_slo_opts *o, slo_problem *pr)
     if (o->hold < 1 || o->hold > SLO_MAX_HOLD)
         PROBLEM(pr, NULL, -1, "hold", "hold", "expected 1 to %u evaluations, got %u", SLO_MAX_HOLD,
                 o->hold);
+    if (o->min_requests > 1000000000u)
+        PROBLEM(pr, NULL, -1, "min_requests", "min_requests",
+                "expected 0 to 1000000000 requests, got %u", o->min_requests);
     if (o->n_tighten && !o->tighten)
         PROBLEM(pr, NULL, -1, "tighten", "actions.tighten", "n_tighten is %zu but tighten is NULL",
                 o->n_tighten);
@@ -1217,6 +1220,7 @@ static slo *slo_new(vie_app *app, const char *name, const vie_slo_opts *o)
         a->a.long_ns = burn_scale((uint64_t)al[i].long_ms * 1000000u, o->window_scale);
         a->a.short_ns = burn_scale((uint64_t)al[i].short_ms * 1000000u, o->window_scale);
         a->a.factor = al[i].burn;
+        a->a.min_requests = o->min_requests;
         ms_text(a->long_ms, a->long_text, sizeof a->long_text);
         ms_text(a->short_ms, a->short_text, sizeof a->short_text);
         if (a->a.short_ns < shortest) shortest = a->a.short_ns;
@@ -1506,6 +1510,7 @@ int mw_slo_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p)
     cfg_get_double(p, "window_scale", &o.window_scale, 0, 1, 1);
     cfg_get_ms(p, "evaluate_every", &o.evaluate_every_ms, 1, SLO_MAX_EVERY_MS, 0);
     cfg_get_u32(p, "hold", &o.hold, 1, SLO_MAX_HOLD, 3);
+    cfg_get_u32(p, "min_requests", &o.min_requests, 0, 1000000000u, 0);
     cfg_get_bool(p, "debug_endpoint", &o.debug_endpoint, true);
 
     cfg_params act;

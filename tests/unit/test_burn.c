@@ -201,6 +201,20 @@ static void alert_needs_both_windows(void **state)
     burn_ring r5 = ring_new(S, 62);
     burn_alert tiny = {.long_ns = 60 * S, .short_ns = 5 * S, .factor = 1e-9};
     assert_false(burn_alert_eval(&r5, 50 * S, &tiny, 0.001, &res));
+
+    /* A quiet route: one bad request is a full burn, unless the alert
+     * wants min_requests in its long window. */
+    burn_ring r6 = ring_new(S, 62);
+    burn_record(&r6, 50 * S, 0, 1);
+    assert_true(burn_alert_eval(&r6, 50 * S, &a, 0.25, &res));
+    burn_alert quiet = a;
+    quiet.min_requests = 10;
+    assert_false(burn_alert_eval(&r6, 50 * S, &quiet, 0.25, &res));
+    burn_record(&r6, 50 * S, 0, 8); /* 9 requests: still not enough */
+    assert_false(burn_alert_eval(&r6, 50 * S, &quiet, 0.25, &res));
+    burn_record(&r6, 50 * S, 0, 1); /* 10: fires */
+    assert_true(burn_alert_eval(&r6, 50 * S, &quiet, 0.25, &res));
+    free(r6.b);
     free(r.b);
     free(r2.b);
     free(r3.b);

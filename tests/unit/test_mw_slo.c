@@ -838,6 +838,7 @@ static void yaml_reads_every_key(void **state)
                                "window_scale: 0.01\n"
                                "evaluate_every: 20ms\n"
                                "hold: 2\n"
+                               "min_requests: 2\n"
                                "debug_endpoint: true\n"
                                "actions:\n"
                                "  tighten: [{rate_limit: api, factor: 0.5}]\n"
