@@ -69,5 +69,7 @@ int mw_slo_from_yaml(vie_app *app, const vie_layer_opts *lo, cfg_params *p);
  * worker starts). VIE_OK, or VIE_EINVAL (logged) when no rate_limit layer
  * has that name or factor is out of range. Implemented in rate_limit.c. */
 int mw_rate_limit_set_factor(vie_app *app, const char *layer_name, double factor);
+/* Is there a rate_limit layer called layer_name? (Checked at freeze.) */
+bool mw_rate_limit_exists(const vie_app *app, const char *layer_name);
 
 #endif

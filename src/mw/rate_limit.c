@@ -769,6 +769,14 @@ int vie_use_rate_limit(vie_app *app, const vie_layer_opts *lo, const vie_rate_li
 }
 
 /* For the slo built-in's tighten action (mw.h). */
+bool mw_rate_limit_exists(const vie_app *app, const char *layer_name)
+{
+    for (size_t i = 0; app && layer_name && i < app->n_layers; i++)
+        if (app->layers[i]->mw.before == rl_before && !strcmp(app->layers[i]->mw.name, layer_name))
+            return true;
+    return false;
+}
+
 int mw_rate_limit_set_factor(vie_app *app, const char *layer_name, double factor)
 {
     if (!app || !layer_name) {

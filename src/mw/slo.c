@@ -826,6 +826,12 @@ static bool layer_exists(const vie_app *app, const char *name)
     return false;
 }
 
+/* A tighten target: a rate_limit layer, or the fake of the unit tests. */
+static bool limiter_exists(const vie_app *app, const char *name)
+{
+    return mw_slo_set_factor_hook ? layer_exists(app, name) : mw_rate_limit_exists(app, name);
+}
+
 /* Match names to routes and layers; set the limiters to the shared state
  * when set_limits (at a worker's start, not at the freeze check). */
 static void resolve(slo *s, bool set_limits)
@@ -874,6 +880,10 @@ static void resolve(slo *s, bool set_limits)
         const slo_tighten *t = &s->tighten[i];
         if (!layer_exists(app, t->rate_limit)) {
             problem_add(s, "tighten: no layer is called \"%s\"", t->rate_limit);
+            continue;
+        }
+        if (!limiter_exists(app, t->rate_limit)) {
+            problem_add(s, "tighten: layer \"%s\" is not a rate_limit", t->rate_limit);
             continue;
         }
         int rc = set_limits ? set_factor(s, t->rate_limit, active ? t->factor : 1.0) : VIE_OK;

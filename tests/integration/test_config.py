@@ -172,6 +172,26 @@ class ConfigTest(unittest.TestCase):
         self.assertRegex(r.stderr, r"cycle")
         self.assertIn("pipeline is invalid", r.stderr)
 
+    def test_names_only_known_at_freeze_are_checked(self):
+        # A layer that is not a rate_limit as a tighten target, and a
+        # fault route that matches nothing: refused, each named.
+        path = self.write("freeze.yaml", textwrap.dedent("""\
+            middleware:
+              - {name: rid, type: request_id}
+              - type: slo
+                objectives: [{name: a, availability: 99}]
+                actions: {tighten: [{rate_limit: rid, factor: 0.5}]}
+              - {type: fault, enabled: true, routes: ["GET /nope"], abort: {percent: 1}}
+            pipeline: [rid, slo, fault]
+            routes:
+              - {path: /x, respond: {body: x}}
+            """))
+        r = run_vie(["check", "-c", path])
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertIn('tighten: layer "rid" is not a rate_limit', r.stderr)
+        self.assertIn('routes entry "GET /nope" matches no route', r.stderr)
+        self.assertIn("pipeline is invalid", r.stderr)
+
     def test_route_conflict_is_refused(self):
         path = self.write("conflict.yaml", "routes:\n  - {path: /x, respond: {body: a}}\n"
                           "  - {path: /x, respond: {body: b}}\n")
